@@ -1,0 +1,180 @@
+"""The ``canary-responder`` command: serve, check-config, audit verify|tail, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from responder import __version__
+from responder.config import ConfigError, Settings, load_settings
+from responder.store import open_readonly, read_audit, verify_chain
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{_indent(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canary-responder", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"canary-responder {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the responder")
+    serve.add_argument("--config", "-c", type=Path, required=True, help="YAML configuration file")
+    serve.set_defaults(func=_serve)
+
+    check = sub.add_parser("check-config", help="validate a configuration and print targets and policies")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_check_config)
+
+    audit = sub.add_parser("audit", help="read or verify the audit log").add_subparsers(metavar="ACTION")
+    verify = audit.add_parser("verify", help="recompute the hash chain; exit 1 on any tampering")
+    tail = audit.add_parser("tail", help="print the most recent entries")
+    for cmd in (verify, tail):
+        group = cmd.add_mutually_exclusive_group(required=True)
+        group.add_argument("--db", type=Path, help="audit database file")
+        group.add_argument("--config", "-c", type=Path, help="take the database (and HMAC key) from the config")
+    verify.set_defaults(func=_audit_verify)
+    tail.add_argument("-n", type=int, default=20, help="number of entries (default 20)")
+    tail.add_argument("--json", action="store_true", help="print raw JSON lines")
+    tail.set_defaults(func=_audit_tail)
+
+    demo = sub.add_parser("demo", help="roll back a canary on an embedded Kubernetes API emulator")
+    demo.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from responder.app import build_app
+
+    settings, secrets = load_settings(args.config)
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app(settings, secrets)
+    web.run_app(app, host=settings.listen.host, port=settings.listen.port, print=None, access_log=None)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings, _ = load_settings(args.config)
+    print(describe_settings(settings))
+    return EXIT_OK
+
+
+def describe_settings(settings: Settings) -> str:
+    lines = [
+        f"listen: {settings.listen.host}:{settings.listen.port} (body limit {settings.listen.body_limit_bytes} B)",
+        f"dry_run: {settings.dry_run}",
+        f"database: {settings.storage.path}",
+        f"allowed namespaces: {', '.join(settings.safety.allowed_namespaces)}",
+        f"canary marker: {settings.safety.canary_marker}",
+        "targets:",
+    ]
+    for t in settings.targets:
+        match = ", ".join(f"{k}={v}" for k, v in t.match.items()) or "(any alert)"
+        lines.append(
+            f"  - {t.name}: when {match} -> namespace {t.namespace}, deployment {t.deployment},"
+            f" ingress {t.ingress or '(none)'}"
+        )
+    lines.append("policies (first match wins; unmatched alerts only notify):")
+    for p in settings.policies:
+        match = ", ".join(f"{k}={v}" for k, v in p.match.items()) or "(any alert)"
+        extra = f" for {p.persist_for}" if p.mode.value == "persist" else ""
+        lines.append(f"  - {p.name}: when {match} -> {p.mode.value}{extra}")
+    cap = settings.rollback_cap
+    lines += [
+        f"coalesce window: {settings.coalesce_window}",
+        f"cooldown: {settings.cooldown}",
+        f"rollback cap: {cap.max} per {cap.window}",
+        f"dedupe ttl: {settings.dedupe_ttl}",
+    ]
+    auth = settings.auth
+    sources = [ref.describe() for ref in auth.webhook.bearer_tokens]
+    lines.append(f"webhook auth: bearer from {', '.join(sources) or '(none)'}; basic: {bool(auth.webhook.basic)}")
+    return "\n".join(lines)
+
+
+def _audit_db(args: argparse.Namespace) -> tuple[Path, bytes | None]:
+    if args.db is not None:
+        return args.db, None
+    settings, secrets = load_settings(args.config)
+    key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
+    return settings.storage.path, key
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    path, key = _audit_db(args)
+    with open_readonly(path) as conn:
+        report = verify_chain(conn, key)
+    if report.ok:
+        print(f"audit chain OK: {report.length} entries, head {report.head}")
+        return EXIT_OK
+    print(f"audit chain BROKEN ({len(report.problems)} problems):", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    path, _ = _audit_db(args)
+    with open_readonly(path) as conn:
+        entries = list(read_audit(conn, limit=args.n, newest_first=True))
+    for entry in reversed(entries):
+        print(orjson.dumps(entry.as_dict()).decode() if args.json else format_entry(entry.as_dict()))
+    return EXIT_OK
+
+
+def format_entry(entry: dict[str, Any]) -> str:
+    data = entry["data"]
+    detail = {
+        "receipt": lambda: (
+            f"notification {data.get('notification_id')} ({data.get('alerts')} alerts,"
+            f" {data.get('status')}, from {data.get('external_url') or '?'})"
+        ),
+        "alert": lambda: f"{data.get('alertname')} {data.get('status')} fp={data.get('fingerprint')}",
+        "decision": lambda: f"{data.get('alertname')}: {str(data.get('outcome')).upper()} - {data.get('reason')}",
+        "rollback.intent": lambda: f"{data.get('incident')} plan={','.join(data.get('plan', []))}",
+        "action": lambda: (
+            f"{data.get('step')}: {data.get('result')} {data.get('before')} -> {data.get('after')}"
+            f" ({data.get('duration_ms')} ms, {data.get('attempts')} attempts) {data.get('message')}"
+        ),
+        "rollback.result": lambda: f"{data.get('incident')}: {data.get('status')}",
+    }.get(entry["kind"], lambda: orjson.dumps(data).decode()[:160])()
+    target = f" [{entry['target']}]" if entry.get("target") else ""
+    return f"#{entry['seq']:<5} {entry['ts']} {entry['kind']:<16}{target} {detail}"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from responder.demo import run_demo
+
+    return asyncio.run(run_demo(workdir=args.workdir))
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())

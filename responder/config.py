@@ -1,0 +1,284 @@
+"""The one configuration file: a YAML document validated by pydantic into a typed :class:`Settings`.
+
+Secrets are never required inline: each is a :class:`SecretRef` naming a file (a mounted Kubernetes Secret) or
+an environment variable, resolved once by :func:`load_settings`. A bad file raises :class:`ConfigError` whose
+message names each offending field path (``targets.0.deployment: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from responder.core.decide import CoreSettings
+from responder.core.model import PolicyMode
+from responder.core.rules import PolicyRule, TargetRule, is_dns_label, template_fields
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept ``90``, ``"90s"``, ``"2m"``, ``"1h"`` (Prometheus style, one unit)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        found = _DURATION.match(value.strip())
+        if not found:
+            raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 30s, 2m, 1h")
+        return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret lives: exactly one of ``file`` or ``env``."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env' (secrets are never written inline)")
+        return self
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file is not None else f"env ${self.env}"
+
+    def resolve(self, environ: Mapping[str, str]) -> SecretStr:
+        if self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+        else:
+            assert self.env is not None
+            value = environ.get(self.env, "").strip()
+        if not value:
+            raise ConfigError(f"secret from {self.describe()} is empty or missing")
+        return SecretStr(value)
+
+
+class BasicAuth(_Model):
+    username: str = Field(min_length=1)
+    password: SecretRef
+
+
+class WebhookAuth(_Model):
+    """Bearer tokens (up to two valid at once, for rotation) and/or HTTP basic auth."""
+
+    bearer_tokens: list[SecretRef] = Field(default_factory=list, max_length=2)
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _some_credential(self) -> WebhookAuth:
+        if not self.bearer_tokens and self.basic is None:
+            raise ValueError("configure at least one bearer token or basic auth for the webhook")
+        return self
+
+
+class AuthSettings(_Model):
+    webhook: WebhookAuth
+    admin_token: SecretRef
+    read_token: SecretRef | None = None
+
+
+class ListenSettings(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+    body_limit_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class KubernetesSettings(_Model):
+    """Which API to talk to: in-cluster service account, a kubeconfig (optionally a named context) or a URL."""
+
+    mode: Literal["auto", "in_cluster", "kubeconfig", "url"] = "auto"
+    kubeconfig: Path | None = None
+    context: str | None = None
+    url: str | None = None
+    token: SecretRef | None = None
+    request_timeout: Duration = timedelta(seconds=5)
+
+
+class SafetySettings(_Model):
+    allowed_namespaces: list[str] = Field(min_length=1)
+    canary_marker: str = "version=canary"
+
+    @model_validator(mode="after")
+    def _check(self) -> SafetySettings:
+        bad = [ns for ns in self.allowed_namespaces if not is_dns_label(ns)]
+        if bad:
+            raise ValueError(f"not valid namespace names: {bad}")
+        if "=" not in self.canary_marker or not all(self.canary_marker.split("=", 1)):
+            raise ValueError("canary_marker must look like label=value, e.g. version=canary")
+        return self
+
+    @property
+    def marker(self) -> tuple[str, str]:
+        key, value = self.canary_marker.split("=", 1)
+        return key, value
+
+
+class TargetSettings(_Model):
+    """Maps alerts whose labels equal ``match`` to a canary; names may use ``{label}`` placeholders."""
+
+    name: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    namespace: str = "{namespace}"
+    deployment: str = "{app}-canary"
+    ingress: str | None = "{app}-canary"
+
+    @model_validator(mode="after")
+    def _templates(self) -> TargetSettings:
+        for template in (self.namespace, self.deployment, self.ingress or ""):
+            template_fields(template)  # raises ValueError naming the template
+        return self
+
+
+class PolicySettings(_Model):
+    name: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    mode: PolicyMode
+    persist_for: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _persist(self) -> PolicySettings:
+        if self.mode is PolicyMode.PERSIST and self.persist_for <= timedelta(0):
+            raise ValueError("mode 'persist' needs a positive persist_for")
+        return self
+
+
+def _default_policies() -> list[PolicySettings]:
+    return [
+        PolicySettings(name="rollback", match={"action": "rollback"}, mode=PolicyMode.IMMEDIATE),
+        PolicySettings(
+            name="rollback-if-persists",
+            match={"action": "rollback-if-persists"},
+            mode=PolicyMode.PERSIST,
+            persist_for=timedelta(minutes=2),
+        ),
+        PolicySettings(name="notify", match={"action": "notify"}, mode=PolicyMode.NOTIFY),
+    ]
+
+
+class RollbackCap(_Model):
+    max: int = Field(default=3, ge=1)
+    window: Duration = timedelta(minutes=10)
+
+
+class RetrySettings(_Model):
+    attempts: int = Field(default=6, ge=1, le=50)
+    base_delay: Duration = timedelta(milliseconds=50)
+    max_delay: Duration = timedelta(seconds=2)
+
+
+class StorageSettings(_Model):
+    path: Path = Path("/var/lib/canary-responder/responder.db")
+    audit_hmac_key: SecretRef | None = None
+
+
+class EngineSettings(_Model):
+    max_backlog: int = Field(default=20_000, ge=1)
+    lane_queue: int = Field(default=100, ge=1)
+
+
+class Settings(_Model):
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    auth: AuthSettings
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    safety: SafetySettings
+    targets: list[TargetSettings] = Field(min_length=1)
+    policies: list[PolicySettings] = Field(default_factory=_default_policies)
+    coalesce_window: Duration = timedelta(seconds=30)
+    cooldown: Duration = timedelta(minutes=15)
+    rollback_cap: RollbackCap = Field(default_factory=RollbackCap)
+    dedupe_ttl: Duration = timedelta(hours=6)
+    dry_run: bool = False
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def core(self) -> CoreSettings:
+        return CoreSettings(
+            targets=tuple(
+                TargetRule(
+                    name=t.name, match=t.match, namespace=t.namespace, deployment=t.deployment, ingress=t.ingress
+                )
+                for t in self.targets
+            ),
+            policies=tuple(
+                PolicyRule(name=p.name, match=p.match, mode=p.mode, persist_for=p.persist_for) for p in self.policies
+            ),
+            allowed_namespaces=frozenset(self.safety.allowed_namespaces),
+            coalesce_window=self.coalesce_window,
+            cooldown=self.cooldown,
+            cap_max=self.rollback_cap.max,
+            cap_window=self.rollback_cap.window,
+            dedupe_ttl=self.dedupe_ttl,
+        )
+
+
+class Secrets:
+    """Resolved secret values; ``repr`` never shows them."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        auth = settings.auth
+        self.webhook_tokens = [ref.resolve(environ) for ref in auth.webhook.bearer_tokens]
+        self.basic_user = auth.webhook.basic.username if auth.webhook.basic else None
+        self.basic_password = auth.webhook.basic.password.resolve(environ) if auth.webhook.basic else None
+        self.admin_token = auth.admin_token.resolve(environ)
+        self.read_token = auth.read_token.resolve(environ) if auth.read_token else None
+        self.kube_token = settings.kubernetes.token.resolve(environ) if settings.kubernetes.token else None
+        key = settings.storage.audit_hmac_key
+        self.audit_key = key.resolve(environ) if key else None
+
+    def __repr__(self) -> str:
+        return "Secrets(<redacted>)"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{path}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def parse_settings(document: Any) -> Settings:
+    if not isinstance(document, dict):
+        raise ConfigError("the configuration must be a YAML mapping")
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Settings, Secrets]:
+    """Read, validate and resolve a configuration file; raise ConfigError naming what is wrong."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    settings = parse_settings(document)
+    return settings, Secrets(settings, os.environ if environ is None else environ)

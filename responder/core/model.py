@@ -1,0 +1,147 @@
+"""Value objects shared by every layer: alert events, targets, live-object views and the closed enums.
+
+The enums double as metric label values and audit fields, so their values are stable API: renaming one is a
+breaking change for dashboards and for anyone reading the audit log.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class AlertStatus(enum.StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class PolicyMode(enum.StrEnum):
+    """What a matching alert may cause."""
+
+    IMMEDIATE = "immediate"  # roll back as soon as it fires
+    PERSIST = "persist"  # roll back only if still firing after ``persist_for``
+    NOTIFY = "notify"  # never act; record and notify
+
+
+class Outcome(enum.StrEnum):
+    """The verdict the core reaches for one alert event (or one timer tick)."""
+
+    ROLLBACK = "rollback"  # start a rollback of the target now
+    COALESCED = "coalesced"  # joined a rollback of the same target that is already under way
+    PENDING = "pending"  # persist policy: waiting for the deadline
+    CANCELLED = "cancelled"  # persist policy: resolved before the deadline
+    NOTIFY = "notify"  # notify-only policy
+    RESOLVED = "resolved"  # a resolution; recorded, never acted on
+    DUPLICATE = "duplicate"  # same (fingerprint, status, startsAt) already seen
+    STALE = "stale"  # firing event older than a resolution already seen
+    SUPPRESSED = "suppressed"  # target already rolled back and in cooldown
+    HELD = "held"  # global rollback cap reached: a human must decide
+    REFUSED = "refused"  # no configured target, or namespace not allowed
+
+
+class Step(enum.StrEnum):
+    CHECK = "check"  # re-read live objects and verify the target is a canary we may touch
+    TRAFFIC_OFF = "traffic_off"  # disable the canary Ingress
+    SCALE_ZERO = "scale_zero"  # scale the canary Deployment to zero through /scale
+    EVENT = "event"  # emit a Kubernetes Event on the Deployment
+
+
+class StepResult(enum.StrEnum):
+    DONE = "done"
+    NOOP = "noop"  # already in the safe state
+    REFUSED = "refused"  # safety check failed; nothing mutated
+    FAILED = "failed"  # manual action required
+    DRY_RUN = "dry_run"
+
+
+class FailureReason(enum.StrEnum):
+    """Why a Kubernetes call failed; retryable ones are retried with backoff."""
+
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    INVALID = "invalid"
+    NOT_CANARY = "not_canary"
+    NAMESPACE_NOT_ALLOWED = "namespace_not_allowed"
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {FailureReason.SERVER_ERROR, FailureReason.TIMEOUT, FailureReason.CONNECTION, FailureReason.CONFLICT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A canary the responder may act on: its Deployment and the Ingress that routes traffic to it."""
+
+    namespace: str
+    deployment: str
+    ingress: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.deployment}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert as carried by one notification: the unit the core decides on.
+
+    Identity is ``(fingerprint, status, starts_at)``; ``external_url`` and ``receiver`` differ between
+    Alertmanager HA peers and are deliberately not part of it (nor part of any decision).
+    """
+
+    fingerprint: str
+    status: AlertStatus
+    starts_at: datetime
+    ends_at: datetime | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generator_url: str = ""
+    event_id: int = 0  # inbox row id; 0 for events that were never stored (dry-run replays)
+    notification_id: int = 0
+
+    @property
+    def identity(self) -> tuple[str, AlertStatus, datetime]:
+        return (self.fingerprint, self.status, self.starts_at)
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    replicas: int
+    resource_version: str
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngressView:
+    namespace: str
+    name: str
+    annotations: Mapping[str, str]
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleView:
+    namespace: str
+    name: str
+    replicas: int
+    resource_version: str

@@ -1,0 +1,187 @@
+"""``canary-responder demo``: the whole job on an embedded Kubernetes API emulator, no cluster needed.
+
+It seeds the emulator with three apps (stable and canary Deployments, each with an NGINX Ingress; the canary one
+at weight 10), starts the real responder on a loopback port, talking to the emulator through the real
+kubernetes_asyncio client, and posts Alertmanager notifications for the canary guide's scenarios:
+error rate > 5 % (sent by two HA peers), P95 > 2 s, and an error-rate divergence that resolves before its
+persist time. Then it prints the decisions, the emulator's resulting objects and the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from responder.app import build_app
+from responder.cli import format_entry
+from responder.config import load_settings
+from responder.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.web import RUNTIME
+
+APPS = ("checkout", "payments", "search")
+PERSIST_S = 3
+
+
+def _write_config(workdir: Path, kube_url: str) -> Path:
+    secrets = workdir / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "webhook-token").write_text("demo-webhook-token\n")
+    (secrets / "admin-token").write_text("demo-admin-token\n")
+    config = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "auth": {
+            "webhook": {"bearer_tokens": [{"file": str(secrets / "webhook-token")}]},
+            "admin_token": {"file": str(secrets / "admin-token")},
+        },
+        "kubernetes": {"mode": "url", "url": kube_url},
+        "safety": {"allowed_namespaces": ["shop"], "canary_marker": "version=canary"},
+        "targets": [
+            {
+                "name": "shop-canaries",
+                "match": {"namespace": "shop"},
+                "namespace": "{namespace}",
+                "deployment": "{app}-canary",
+                "ingress": "{app}-canary",
+            }
+        ],
+        "policies": [
+            {"name": "rollback", "match": {"action": "rollback"}, "mode": "immediate"},
+            {
+                "name": "rollback-if-persists",
+                "match": {"action": "rollback-if-persists"},
+                "mode": "persist",
+                "persist_for": f"{PERSIST_S}s",
+            },
+            {"name": "notify", "match": {"action": "notify"}, "mode": "notify"},
+        ],
+        "storage": {"path": str(workdir / "responder.db")},
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _alert(
+    name: str, app: str, action: str, description: str, *, status: str = "firing", starts_at: datetime
+) -> dict[str, Any]:
+    labels = {"alertname": name, "namespace": "shop", "app": app, "action": action, "severity": "critical"}
+    fingerprint = hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:16]
+    ends = "0001-01-01T00:00:00Z" if status == "firing" else _ts(datetime.now(UTC))
+    return {
+        "status": status,
+        "labels": labels,
+        "fingerprint": fingerprint,
+        "startsAt": _ts(starts_at),
+        "endsAt": ends,
+        "annotations": {"summary": f"{name} on shop/{app}", "description": description},
+        "generatorURL": "http://prometheus.demo:9090/graph",
+    }
+
+
+def _notification(alert: dict[str, Any], peer: str) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alert["labels"]["alertname"]}"}}',
+        "truncatedAlerts": 0,
+        "status": alert["status"],
+        "receiver": "canary\\.responder",
+        "groupLabels": {"alertname": alert["labels"]["alertname"]},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": alert["annotations"],
+        "externalURL": f"http://{peer}.demo:9093",
+        "alerts": [alert],
+    }
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+async def _post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any], label: str) -> None:
+    async with session.post(
+        f"{url}/api/v1/alerts", json=payload, headers={"Authorization": "Bearer demo-webhook-token"}
+    ) as response:
+        print(f"  POST /api/v1/alerts  {label:<58} -> HTTP {response.status} {await response.text()}")
+
+
+async def _scenarios(session: aiohttp.ClientSession, url: str) -> None:
+    now = datetime.now(UTC)
+    print("\n== 1. checkout canary: 5xx ratio 12.5% > 5% (the same notification from two HA Alertmanager peers)")
+    error = _alert(
+        "CanaryHighErrorRate", "checkout", "rollback", "canary 5xx ratio 12.5% (threshold 5%)", starts_at=now
+    )
+    await _post(session, url, _notification(error, "alertmanager-0"), "CanaryHighErrorRate from alertmanager-0")
+    await _post(session, url, _notification(error, "alertmanager-1"), "CanaryHighErrorRate from alertmanager-1")
+    print("\n== 2. payments canary: P95 2.8 s > 2 s")
+    latency = _alert("CanaryHighLatencyP95", "payments", "rollback", "canary P95 2.8s (threshold 2s)", starts_at=now)
+    await _post(session, url, _notification(latency, "alertmanager-0"), "CanaryHighLatencyP95")
+    print(f"\n== 3. search canary: error rate +3.4 points over stable, must persist {PERSIST_S}s; resolves after 1s")
+    diverge = _alert(
+        "CanaryErrorRateDivergence",
+        "search",
+        "rollback-if-persists",
+        "canary 4.1% vs stable 0.7% (+3.4 points, threshold +3)",
+        starts_at=now,
+    )
+    await _post(session, url, _notification(diverge, "alertmanager-0"), "CanaryErrorRateDivergence firing")
+    await asyncio.sleep(1)
+    resolved = {**diverge, "status": "resolved", "endsAt": _ts(datetime.now(UTC))}
+    await _post(session, url, _notification(resolved, "alertmanager-0"), "CanaryErrorRateDivergence resolved")
+    print(f"  ... waiting past the persist deadline ({PERSIST_S}s after it started firing)")
+    await asyncio.sleep(PERSIST_S - 1 + 0.5)
+
+
+def _print_objects(emulator: Emulator) -> None:
+    print("\n== Objects in the emulated cluster afterwards")
+    for app in APPS:
+        for name in (app, f"{app}-canary"):
+            deployment = emulator.get_object("apps/v1/deployments", "shop", name)
+            ingress = emulator.get_object("networking.k8s.io/v1/ingresses", "shop", name)
+            canary = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/canary", "-")
+            version = deployment["metadata"]["labels"].get("version")
+            print(
+                f"  shop/{name:<18} version={version:<7} replicas={deployment['spec']['replicas']}"
+                f"  ingress canary annotation={canary}"
+            )
+    print("\n== Mutating calls the emulator received, in order")
+    for m in emulator.mutations:
+        print(f"  {m.method:<6} {m.path}  -> {m.status}")
+
+
+async def run_demo(*, workdir: Path | None = None) -> int:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-responder-demo-"))
+    objects = [obj for app in APPS for obj in sample_canary_objects("shop", app)]
+    async with run_emulator(objects) as (emulator, kube_url):
+        settings, secrets = load_settings(_write_config(workdir, kube_url))
+        app = build_app(settings, secrets, audit_sink=None)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        print(f"canary-responder demo: responder on {url}, Kubernetes API emulator on {kube_url}, files in {workdir}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                await _scenarios(session, url)
+            services = app[RUNTIME].require()
+            await services.engine.drain()
+            _print_objects(emulator)
+            print("\n== Audit trail (canary-responder audit tail --db", settings.storage.path, ")")
+            for entry in await services.store.audit_entries(limit=10_000):
+                print("  " + format_entry(entry.as_dict()))
+            report = await services.store.verify()
+            print(f"\n== audit verify: {'OK' if report.ok else 'BROKEN'}, {report.length} entries, head {report.head}")
+            rolled = [r.incident for r in await services.store.rollbacks() if r.status == "done"]
+            print(f"== rollbacks done: {len(rolled)} ({', '.join(rolled)})")
+        finally:
+            await runner.cleanup()
+    expected = {"shop/checkout-canary", "shop/payments-canary"}
+    return 0 if report.ok and {i.split("@")[0] for i in rolled} == expected else 1

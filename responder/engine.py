@@ -1,0 +1,370 @@
+"""The engine: turns durably accepted alert events into decisions and carries rollbacks out, per target in order.
+
+Flow: the web layer calls :meth:`Engine.accept` (durable write, then enqueue; no Kubernetes call). One decide task
+feeds events and timer ticks to the pure :class:`DecisionCore` and records the decisions, the events' "decided"
+mark and any rollback intent in one transaction. Rollbacks then go to a lane per target: two canaries roll back in
+parallel, one target never sees concurrent actions. Each step's outcome is recorded durably as it completes.
+
+Crash safety: an event is either undecided (it is decided again after a restart) or decided together with the
+intent of the rollback it caused. On start the engine rebuilds the core by feeding it the already-decided events
+again (decisions discarded), decides what is still undecided, and resumes every rollback whose intent was recorded
+but whose result was not; its steps are idempotent and those already done are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from responder.actions import RetryPolicy, SafetyRules, StepOutcome, execute_rollback
+from responder.core.decide import Decision, DecisionCore
+from responder.core.model import AlertEvent, Outcome, Step, StepResult, TargetRef
+from responder.metrics import Metrics
+from responder.ports import ClusterPort
+from responder.store import RollbackRecord, Store, StoreUnavailable, iso
+
+log = logging.getLogger("responder.engine")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Saturated(Exception):
+    """The engine's backlog is full: answer 503 so Alertmanager retries later."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    safety: SafetyRules
+    retry: RetryPolicy
+    dry_run: bool = False
+    max_backlog: int = 20_000
+    replay_horizon: timedelta = timedelta(hours=6)
+
+
+@dataclass(slots=True)
+class _Job:
+    incident: str
+    target: TargetRef
+    received_at: float
+    skip: frozenset[Step] = frozenset()
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        core: DecisionCore,
+        store: Store,
+        cluster: ClusterPort,
+        metrics: Metrics,
+        options: EngineOptions,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.cluster = cluster
+        self.metrics = metrics
+        self.options = options
+        self.clock = clock
+        self._queue: asyncio.Queue[tuple[AlertEvent, float]] = asyncio.Queue()
+        self._lanes: dict[str, asyncio.Queue[_Job]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._decider: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._received: dict[str, float] = {}
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        await self._rebuild()
+        for event, received_at in await self.store.undecided_events():
+            self._queue.put_nowait((event, received_at))
+        for record in await self.store.rollbacks(status="pending"):
+            self._resume(record)
+        self._decider = asyncio.create_task(self._decide_loop(), name="engine-decide")
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._decider, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._decider = None
+        self._tasks.clear()
+
+    async def _rebuild(self) -> None:
+        since = self.clock() - self.options.replay_horizon
+        replayed = await self.store.decided_events(since)
+        for event, decided_at in replayed:
+            self.core.on_tick(decided_at)
+            self.core.on_event(event, decided_at)
+        if replayed:
+            log.info("rebuilt decision state from %d decided events", len(replayed))
+
+    def _resume(self, record: RollbackRecord) -> None:
+        finished = {
+            Step(name)
+            for name, step in record.steps.items()
+            if step.get("result") in (StepResult.DONE, StepResult.NOOP) and name != Step.CHECK
+        }
+        target = TargetRef(record.namespace, record.deployment, record.ingress)
+        log.warning("resuming rollback %s (steps already done: %s)", record.incident, sorted(finished))
+        self._dispatch(_Job(record.incident, target, record.received_at, frozenset(finished)))
+
+    # -- intake (called by the web layer) --
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def saturated(self) -> bool:
+        return self._queue.qsize() >= self.options.max_backlog
+
+    async def accept(
+        self,
+        raw: bytes,
+        events: Sequence[AlertEvent],
+        meta: dict[str, Any],
+        *,
+        received_at: float,
+        truncated: int = 0,
+        source: str = "alertmanager",
+    ) -> list[AlertEvent]:
+        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable."""
+        if self.saturated():
+            raise Saturated(f"engine backlog is full ({self.options.max_backlog} events)")
+        stored = await self.store.ingest(raw, events, meta, received_at=received_at, truncated=truncated, source=source)
+        for event in stored:
+            self._queue.put_nowait((event, received_at))
+        return stored
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Wait until every queued event is decided and every lane is idle (tests and the demo)."""
+        deadline = time.monotonic() + within
+        while self._queue.qsize() or self._lanes or not self._idle.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError("engine did not drain in time")
+            await asyncio.sleep(0.01)
+
+    # -- deciding --
+
+    async def _decide_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._idle.clear()
+            try:
+                await self._decide(batch)
+            finally:
+                self._idle.set()
+
+    async def _next_batch(self) -> list[tuple[AlertEvent, float]]:
+        deadline = self.core.next_deadline()
+        timeout = None if deadline is None else max(0.0, (deadline - self.clock()).total_seconds())
+        batch: list[tuple[AlertEvent, float]] = []
+        try:
+            batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+        except TimeoutError:
+            return batch
+        while not self._queue.empty() and len(batch) < 1000:
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _decide(self, batch: list[tuple[AlertEvent, float]]) -> None:
+        now = self.clock()
+        decisions = self.core.on_tick(now)
+        received = {event.event_id: received_at for event, received_at in batch}
+        for event, _ in batch:
+            decisions.extend(self.core.on_event(event, now))
+        jobs = [self._job_for(d, received) for d in decisions if d.outcome is Outcome.ROLLBACK]
+        await self._write_until_done(
+            lambda conn: self._record(conn, [e.event_id for e, _ in batch], decisions, jobs, now)
+        )
+        for decision in decisions:
+            self.metrics.events.labels(decision.outcome.value).inc()
+        for job in jobs:
+            self._dispatch(job)
+
+    async def _write_until_done(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Decisions already changed the core's state, so their record must not be dropped: retry until the
+        database takes it (meanwhile webhooks are answered 503 and /readyz fails, so nothing new piles up)."""
+        delay = 0.05
+        while True:
+            try:
+                await self.store.write(fn)
+                return
+            except StoreUnavailable as exc:
+                log.error("cannot record decisions (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _job_for(self, decision: Decision, received: dict[int, float]) -> _Job:
+        assert decision.incident is not None and decision.target is not None
+        received_at = received.get(decision.event.event_id, time.time())
+        return _Job(decision.incident, decision.target, received_at)
+
+    def _record(
+        self, conn: sqlite3.Connection, event_ids: list[int], decisions: list[Decision], jobs: list[_Job], now: datetime
+    ) -> None:
+        self.store.mark_decided(conn, [i for i in event_ids if i], now)
+        jobs_by_incident = {job.incident: job for job in jobs}
+        for decision in decisions:  # rollback rows first: a later decision in this batch may join one
+            if decision.incident in jobs_by_incident and decision.outcome is Outcome.ROLLBACK:
+                self.store.insert_rollback(conn, self._intent(jobs_by_incident[decision.incident], decision, now))
+        for decision in decisions:
+            target = decision.target.key if decision.target else None
+            self.store.append_audit(conn, "decision", _decision_data(decision), target=target)
+            if decision.outcome is Outcome.COALESCED and decision.incident:
+                self.store.update_rollback(conn, decision.incident, cite=_cite(decision.event))
+            if decision.outcome is Outcome.ROLLBACK and decision.incident in jobs_by_incident:
+                self._audit_intent(conn, jobs_by_incident[decision.incident], decision)
+
+    def _intent(self, job: _Job, decision: Decision, now: datetime) -> RollbackRecord:
+        return RollbackRecord(
+            incident=job.incident,
+            target=job.target.key,
+            namespace=job.target.namespace,
+            deployment=job.target.deployment,
+            ingress=job.target.ingress,
+            created_at=iso(now),
+            received_at=job.received_at,
+            status="pending",
+            dry_run=self.options.dry_run,
+            steps={},
+            cites=[_cite(decision.event)],
+        )
+
+    def _audit_intent(self, conn: sqlite3.Connection, job: _Job, decision: Decision) -> None:
+        plan = [Step.CHECK, *([Step.TRAFFIC_OFF] if job.target.ingress else []), Step.SCALE_ZERO, Step.EVENT]
+        self.store.append_audit(
+            conn,
+            "rollback.intent",
+            {
+                "incident": job.incident,
+                "plan": [s.value for s in plan],
+                "dry_run": self.options.dry_run,
+                "reason": decision.reason,
+                "alert": decision.event.alertname,
+            },
+            target=job.target.key,
+        )
+
+    # -- acting --
+
+    def _dispatch(self, job: _Job) -> None:
+        lane = self._lanes.get(job.target.key)
+        if lane is None:
+            lane = self._lanes[job.target.key] = asyncio.Queue()
+            task = asyncio.create_task(self._lane(job.target.key, lane), name=f"lane-{job.target.key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        lane.put_nowait(job)
+
+    async def _lane(self, key: str, lane: asyncio.Queue[_Job]) -> None:
+        """Serial executor for one target; ends (and is recreated on demand) when its queue is empty."""
+        try:
+            while not lane.empty():
+                await self._execute(lane.get_nowait())
+        finally:
+            self._lanes.pop(key, None)
+
+    async def _execute(self, job: _Job) -> None:
+        async def on_step(outcome: StepOutcome) -> None:
+            await self._record_step(job, outcome)
+
+        try:
+            outcomes = await execute_rollback(
+                self.cluster,
+                job.target,
+                safety=self.options.safety,
+                retry=self.options.retry,
+                dry_run=self.options.dry_run,
+                skip=job.skip,
+                on_step=on_step,
+            )
+            status = _final_status(outcomes)
+        except Exception as exc:  # a bug, not a cluster failure: never leave the rollback silent
+            log.exception("rollback %s crashed", job.incident)
+            status = "failed"
+            await self.store.audit(
+                "rollback.error", {"incident": job.incident, "error": type(exc).__name__}, target=job.target.key
+            )
+        await self._write_until_done(lambda conn: self._record_result(conn, job, status))
+        self.metrics.rollbacks.labels(status).inc()
+
+    async def _record_step(self, job: _Job, outcome: StepOutcome) -> None:
+        if outcome.result in (StepResult.DONE, StepResult.NOOP, StepResult.DRY_RUN):
+            self.metrics.action_latency.labels(outcome.step.value).observe(max(0.0, time.time() - job.received_at))
+        self.metrics.actions.labels(outcome.step.value, outcome.result.value).inc()
+        data = _step_data(job.incident, outcome)
+        await self._write_until_done(lambda conn: self._persist_step(conn, job, data))
+
+    def _persist_step(self, conn: sqlite3.Connection, job: _Job, data: dict[str, Any]) -> None:
+        self.store.update_rollback(conn, job.incident, step=(data["step"], data))
+        self.store.append_audit(conn, "action", data, target=job.target.key)
+
+    def _record_result(self, conn: sqlite3.Connection, job: _Job, status: str) -> None:
+        self.store.update_rollback(conn, job.incident, status=status)
+        self.store.append_audit(
+            conn, "rollback.result", {"incident": job.incident, "status": status}, target=job.target.key
+        )
+
+
+def _final_status(outcomes: list[StepOutcome]) -> str:
+    results = {o.result for o in outcomes if o.step is not Step.EVENT}
+    if StepResult.REFUSED in results:
+        return "refused"
+    if StepResult.FAILED in results:
+        return "failed"
+    if StepResult.DRY_RUN in results:
+        return "dry_run"
+    return "done"
+
+
+def _cite(event: AlertEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "alertname": event.alertname,
+        "fingerprint": event.fingerprint,
+        "starts_at": iso(event.starts_at),
+        "summary": event.annotations.get("summary", ""),
+        "description": event.annotations.get("description", ""),
+    }
+
+
+def _decision_data(decision: Decision) -> dict[str, Any]:
+    return {
+        "event_id": decision.event.event_id,
+        "fingerprint": decision.event.fingerprint,
+        "alertname": decision.event.alertname,
+        "status": decision.event.status.value,
+        "outcome": decision.outcome.value,
+        "reason": decision.reason,
+        "policy": decision.policy,
+        "incident": decision.incident,
+        "deadline": iso(decision.deadline) if decision.deadline else None,
+    }
+
+
+def _step_data(incident: str, outcome: StepOutcome) -> dict[str, Any]:
+    return {
+        "incident": incident,
+        "step": outcome.step.value,
+        "result": outcome.result.value,
+        "before": outcome.before,
+        "after": outcome.after,
+        "attempts": outcome.attempts,
+        "duration_ms": round(outcome.duration_s * 1000, 3),
+        "reason": outcome.reason.value if outcome.reason else None,
+        "message": outcome.message,
+    }

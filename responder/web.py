@@ -1,0 +1,283 @@
+"""The HTTP layer: thin aiohttp handlers over the engine.
+
+``POST /api/v1/alerts`` answers 200 only once the notification and its events are durable; it never calls
+Kubernetes. Alertmanager retries 5xx (with backoff) but never 4xx, so 4xx is reserved for requests that must never
+be accepted (bad credentials, not JSON, too large, malformed, schema violations) and 503 means "try again":
+the database cannot be written or the engine's backlog is full. Every error body is
+``{"error": <code>, "message": <text>, ...}``; every rejection is counted by reason, logged and audited without
+credentials or the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from responder.config import Secrets, Settings
+from responder.core.webhook import WebhookNotification, to_event
+from responder.engine import Engine, Saturated
+from responder.metrics import Metrics
+from responder.ports import ClusterError, ClusterPort
+from responder.store import Store, StoreUnavailable
+
+log = logging.getLogger("responder.web")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    store: Store
+    engine: Engine
+    cluster: ClusterPort
+    metrics: Metrics
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Filled in by the application's startup (responder.app) once the database and the engine are up."""
+
+    services: Services | None = None
+
+    def require(self) -> Services:
+        if self.services is None:
+            raise web.HTTPServiceUnavailable(text="starting up")
+        return self.services
+
+
+SETTINGS = web.AppKey("settings", Settings)
+SECRETS = web.AppKey("secrets", Secrets)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+class Rejection(Exception):
+    """A request refused with a JSON error body; ``reason`` is the metric label."""
+
+    def __init__(self, status: int, reason: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message, self.extra = status, reason, message, extra
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(rejection: Rejection) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="canary-responder"'} if rejection.status == 401 else None
+    if rejection.status == 503:
+        headers = {"Retry-After": "5"}
+    body = {"error": rejection.reason, "message": rejection.message, **rejection.extra}
+    return json_response(body, rejection.status, headers)
+
+
+# -- credentials --
+
+
+def _matches_any(given: bytes, secrets: list[bytes]) -> bool:
+    """Compare against every configured secret in constant time, without stopping at the first match."""
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(given, secret)
+    return found
+
+
+def webhook_authorized(request: web.Request, secrets: Secrets) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and secrets.webhook_tokens:
+        tokens = [t.get_secret_value().encode() for t in secrets.webhook_tokens]
+        return _matches_any(value.strip().encode(), tokens)
+    if scheme.lower() == "basic" and secrets.basic_user and secrets.basic_password:
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user_ok = hmac.compare_digest(user.encode(), secrets.basic_user.encode())
+        password_ok = hmac.compare_digest(password.encode(), secrets.basic_password.get_secret_value().encode())
+        return user_ok & password_ok
+    return False
+
+
+# -- the webhook --
+
+
+async def receive_alerts(request: web.Request) -> web.Response:
+    received_at = time.time()
+    services = request.app[RUNTIME].require()
+    try:
+        notification, raw = await _parse_webhook(request)
+        stored = await _accept(request, services, notification, raw, received_at)
+    except Rejection as rejection:
+        await _record_rejection(request, services, rejection)
+        return error_response(rejection)
+    services.metrics.webhooks.labels("accepted").inc()
+    if notification.truncatedAlerts:
+        services.metrics.truncated.inc(notification.truncatedAlerts)
+    body = {"status": "accepted", "notification_id": stored[0].notification_id, "events": len(stored)}
+    return json_response(body)
+
+
+async def _parse_webhook(request: web.Request) -> tuple[WebhookNotification, bytes]:
+    if not webhook_authorized(request, request.app[SECRETS]):
+        raise Rejection(401, "unauthorized", "missing or invalid webhook credentials")
+    if request.content_type != "application/json":
+        raise Rejection(
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be application/json, got {request.content_type or 'none'!r}",
+        )
+    raw = await _read_body(request)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejection(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+    try:
+        return WebhookNotification.model_validate(document), raw
+    except ValidationError as exc:
+        raise Rejection(
+            422,
+            "schema",
+            "the notification does not match the Alertmanager webhook schema (v4)",
+            errors=_field_errors(exc),
+        ) from None
+
+
+async def _read_body(request: web.Request) -> bytes:
+    limit = request.app[SETTINGS].listen.body_limit_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejection(
+            413, "too_large", f"body of {request.content_length} bytes exceeds the {limit}-byte limit", limit=limit
+        )
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Rejection(413, "too_large", f"body exceeds the {limit}-byte limit", limit=limit) from None
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"path": ".".join(str(p) for p in error["loc"]) or "(body)", "message": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False)[:50]
+    ]
+
+
+async def _accept(
+    request: web.Request, services: Services, notification: WebhookNotification, raw: bytes, received_at: float
+) -> list[Any]:
+    events = [to_event(alert) for alert in notification.alerts]
+    meta = {
+        "group_key": notification.groupKey,
+        "receiver": notification.receiver,
+        "external_url": notification.externalURL,
+        "status": notification.status,
+        "remote": request.remote or "",
+        "user_agent": request.headers.get("User-Agent", "")[:200],
+    }
+    try:
+        return await services.engine.accept(
+            raw, events, meta, received_at=received_at, truncated=notification.truncatedAlerts
+        )
+    except Saturated as exc:
+        raise Rejection(503, "saturated", str(exc)) from None
+    except StoreUnavailable:
+        raise Rejection(503, "store_unavailable", "the inbox cannot be written right now; retry later") from None
+
+
+async def _record_rejection(request: web.Request, services: Services, rejection: Rejection) -> None:
+    services.metrics.webhooks.labels("unavailable" if rejection.status == 503 else "rejected").inc()
+    services.metrics.rejected.labels(rejection.reason).inc()
+    log.warning(
+        "rejected %s %s from %s: %d %s: %s",
+        request.method,
+        request.path,
+        request.remote,
+        rejection.status,
+        rejection.reason,
+        rejection.message,
+    )
+    if rejection.status == 503:
+        return  # the store is the problem (or the engine is flooded); Alertmanager retries
+    data = {
+        "status": rejection.status,
+        "reason": rejection.reason,
+        "message": rejection.message[:500],
+        "path": request.path,
+        "remote": request.remote or "",
+        "content_length": request.content_length,
+    }
+    try:
+        await services.store.audit("rejected", data, actor="http")
+    except StoreUnavailable:
+        log.error("could not audit a rejected request: database unavailable")
+
+
+# -- probes and metrics --
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[RUNTIME].require()
+    checks = {
+        "inbox": await _check(services.store.probe, StoreUnavailable),
+        "kubernetes": await _check(services.cluster.ping, ClusterError),
+    }
+    ready = all(value == "ok" for value in checks.values())
+    return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+async def _check(probe: Callable[[], Awaitable[None]], expected: type[Exception]) -> str:
+    try:
+        async with asyncio.timeout(3):
+            await probe()
+    except expected as exc:
+        return f"failing: {exc}"
+    except TimeoutError:
+        return "failing: timed out"
+    return "ok"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[RUNTIME].require().metrics.registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn aiohttp's own HTTP errors (404, 405) into the same JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason.lower().replace(" ", "_")
+        return json_response({"error": reason, "message": exc.text or exc.reason}, exc.status)
+
+
+def create_app(settings: Settings, secrets: Secrets) -> web.Application:
+    """The HTTP application; responder.app fills ``app[RUNTIME]`` with the services at startup."""
+    app = web.Application(client_max_size=settings.listen.body_limit_bytes, middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app[SECRETS] = secrets
+    app[RUNTIME] = Runtime()
+    app.router.add_post("/api/v1/alerts", receive_alerts)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from responder.emulator import Emulator, run_emulator, sample_canary_objects
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[Emulator, str]]:
+    """The Kubernetes API emulator on loopback with two apps' stable and canary objects in namespace shop."""
+    objects = sample_canary_objects("shop", "checkout") + sample_canary_objects("shop", "payments")
+    async with run_emulator(objects) as (emulator, url):
+        yield emulator, url
