@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -67,8 +67,6 @@ def engine_options(settings: Settings) -> EngineOptions:
         max_backlog=settings.engine.max_backlog,
         replay_horizon=horizon,
     )
-
-
 
 
 def build_app(

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from responder import __version__
-from responder.config import ConfigError, Settings, load_settings
+from responder.config import ConfigError, Settings, format_duration, load_settings, read_settings
 from responder.store import open_readonly, read_audit, verify_chain
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration and print targets and policies")
     check.add_argument("config", type=Path)
+    check.add_argument(
+        "--skip-secrets", action="store_true", help="validate the structure only; do not read secret files or variables"
+    )
     check.set_defaults(func=_check_config)
 
     audit = sub.add_parser("audit", help="read or verify the audit log").add_subparsers(metavar="ACTION")
@@ -82,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings, _ = load_settings(args.config)
+    settings = read_settings(args.config) if args.skip_secrets else load_settings(args.config)[0]
     print(describe_settings(settings))
     return EXIT_OK
 
@@ -105,14 +108,14 @@ def describe_settings(settings: Settings) -> str:
     lines.append("policies (first match wins; unmatched alerts only notify):")
     for p in settings.policies:
         match = ", ".join(f"{k}={v}" for k, v in p.match.items()) or "(any alert)"
-        extra = f" for {p.persist_for}" if p.mode.value == "persist" else ""
+        extra = f" for {format_duration(p.persist_for)}" if p.mode.value == "persist" else ""
         lines.append(f"  - {p.name}: when {match} -> {p.mode.value}{extra}")
     cap = settings.rollback_cap
     lines += [
-        f"coalesce window: {settings.coalesce_window}",
-        f"cooldown: {settings.cooldown}",
-        f"rollback cap: {cap.max} per {cap.window}",
-        f"dedupe ttl: {settings.dedupe_ttl}",
+        f"coalesce window: {format_duration(settings.coalesce_window)}",
+        f"cooldown: {format_duration(settings.cooldown)}",
+        f"rollback cap: {cap.max} per {format_duration(cap.window)}",
+        f"dedupe ttl: {format_duration(settings.dedupe_ttl)}",
     ]
     auth = settings.auth
     sources = [ref.describe() for ref in auth.webhook.bearer_tokens]

@@ -272,13 +272,31 @@ def parse_settings(document: Any) -> Settings:
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Settings, Secrets]:
-    """Read, validate and resolve a configuration file; raise ConfigError naming what is wrong."""
+def format_duration(value: timedelta) -> str:
+    """The inverse of the duration parser for display: 2m, 90s, 1h30m, 250ms."""
+    total_ms = round(value.total_seconds() * 1000)
+    if total_ms % 1000:
+        return f"{total_ms}ms"
+    seconds, parts = total_ms // 1000, []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def read_settings(path: Path) -> Settings:
+    """Read and validate a configuration file without resolving its secrets."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    settings = parse_settings(document)
+    return parse_settings(document)
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Settings, Secrets]:
+    """Read, validate and resolve a configuration file; raise ConfigError naming what is wrong."""
+    settings = read_settings(path)
     return settings, Secrets(settings, os.environ if environ is None else environ)

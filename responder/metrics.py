@@ -15,22 +15,28 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.webhooks = Counter("canary_responder_webhooks", "Webhook requests by result.", ["result"], registry=r)
-        self.rejected = Counter("canary_responder_rejected_requests", "Rejected HTTP requests by reason.",
-                                ["reason"], registry=r)
+        self.rejected = Counter(
+            "canary_responder_rejected_requests", "Rejected HTTP requests by reason.", ["reason"], registry=r
+        )
         self.events = Counter("canary_responder_alert_events", "Alert events by decision.", ["decision"], registry=r)
-        self.truncated = Counter("canary_responder_truncated_alerts",
-                                 "Alerts Alertmanager left out of notifications (max_alerts).", registry=r)
-        self.actions = Counter("canary_responder_actions", "Rollback steps by step and result.",
-                               ["step", "result"], registry=r)
-        self.action_latency = Histogram("canary_responder_action_latency_seconds",
-                                        "Time from webhook receipt to a rollback step being done.", ["step"],
-                                        buckets=LATENCY_BUCKETS, registry=r)
-        self.backlog = Gauge("canary_responder_engine_backlog", "Accepted alert events not yet decided.",
-                             registry=r)
-        self.audit_length = Gauge("canary_responder_audit_chain_length", "Entries in the audit hash chain.",
-                                  registry=r)
-        self.rollbacks = Counter("canary_responder_rollbacks", "Rollbacks by final status.", ["status"],
-                                 registry=r)
+        self.truncated = Counter(
+            "canary_responder_truncated_alerts",
+            "Alerts Alertmanager left out of notifications (max_alerts).",
+            registry=r,
+        )
+        self.actions = Counter(
+            "canary_responder_actions", "Rollback steps by step and result.", ["step", "result"], registry=r
+        )
+        self.action_latency = Histogram(
+            "canary_responder_action_latency_seconds",
+            "Time from webhook receipt to a rollback step being done.",
+            ["step"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.backlog = Gauge("canary_responder_engine_backlog", "Accepted alert events not yet decided.", registry=r)
+        self.audit_length = Gauge("canary_responder_audit_chain_length", "Entries in the audit hash chain.", registry=r)
+        self.rollbacks = Counter("canary_responder_rollbacks", "Rollbacks by final status.", ["status"], registry=r)
 
     def bind_gauges(self, *, backlog: Callable[[], float], audit_length: Callable[[], float]) -> None:
         self.backlog.set_function(backlog)

@@ -40,9 +40,7 @@ class ClusterPort(Protocol):
 
     async def get_scale(self, namespace: str, name: str) -> ScaleView: ...
 
-    async def set_replicas(
-        self, namespace: str, name: str, *, replicas: int, resource_version: str
-    ) -> ScaleView:
+    async def set_replicas(self, namespace: str, name: str, *, replicas: int, resource_version: str) -> ScaleView:
         """Patch the Deployment's /scale subresource, failing with CONFLICT on a stale resource_version."""
         ...
 

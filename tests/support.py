@@ -31,20 +31,27 @@ def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **over
     """A complete configuration whose secrets live in files under tmp_path; overrides replace top-level keys."""
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
-    for name, value in {"webhook": WEBHOOK_TOKEN, "webhook-next": WEBHOOK_TOKEN_NEXT, "admin": ADMIN_TOKEN,
-                        "basic": BASIC_PASSWORD}.items():
+    for name, value in {
+        "webhook": WEBHOOK_TOKEN,
+        "webhook-next": WEBHOOK_TOKEN_NEXT,
+        "admin": ADMIN_TOKEN,
+        "basic": BASIC_PASSWORD,
+    }.items():
         (secrets / name).write_text(value + "\n")
     document: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": 0},
         "auth": {
-            "webhook": {"bearer_tokens": [{"file": str(secrets / "webhook")}, {"file": str(secrets / "webhook-next")}],
-                        "basic": {"username": "alertmanager", "password": {"file": str(secrets / "basic")}}},
+            "webhook": {
+                "bearer_tokens": [{"file": str(secrets / "webhook")}, {"file": str(secrets / "webhook-next")}],
+                "basic": {"username": "alertmanager", "password": {"file": str(secrets / "basic")}},
+            },
             "admin_token": {"file": str(secrets / "admin")},
         },
         "kubernetes": {"mode": "url", "url": kube_url, "request_timeout": "2s"},
         "safety": {"allowed_namespaces": ["shop", "pay"]},
-        "targets": [{"name": "by-labels", "namespace": "{namespace}", "deployment": "{app}-canary",
-                     "ingress": "{app}-canary"}],
+        "targets": [
+            {"name": "by-labels", "namespace": "{namespace}", "deployment": "{app}-canary", "ingress": "{app}-canary"}
+        ],
         "coalesce_window": "30s",
         "cooldown": "15m",
         "retry": {"attempts": 4, "base_delay": "10ms", "max_delay": "50ms"},
@@ -60,30 +67,58 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(repr(sorted(labels.items())).encode()).hexdigest()[:16]
 
 
-def alert(alertname: str = "CanaryHighErrorRate", *, status: str = "firing", app: str = "checkout",
-          namespace: str = "shop", action: str = "rollback", starts_at: datetime | None = None,
-          **labels: str) -> dict[str, Any]:
-    all_labels = {"alertname": alertname, "namespace": namespace, "app": app, "action": action,
-                  "severity": "critical", **labels}
+def alert(
+    alertname: str = "CanaryHighErrorRate",
+    *,
+    status: str = "firing",
+    app: str = "checkout",
+    namespace: str = "shop",
+    action: str = "rollback",
+    starts_at: datetime | None = None,
+    **labels: str,
+) -> dict[str, Any]:
+    all_labels = {
+        "alertname": alertname,
+        "namespace": namespace,
+        "app": app,
+        "action": action,
+        "severity": "critical",
+        **labels,
+    }
     start = starts_at or datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
     return {
-        "status": status, "labels": all_labels,
+        "status": status,
+        "labels": all_labels,
         "annotations": {"summary": f"{alertname} on {namespace}/{app}", "description": "canary 5xx ratio 12.5%"},
         "startsAt": start.isoformat().replace("+00:00", "Z"),
-        "endsAt": (start + timedelta(minutes=5)).isoformat().replace("+00:00", "Z") if status == "resolved"
+        "endsAt": (start + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+        if status == "resolved"
         else "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus:9090/graph?g0.expr=canary",
         "fingerprint": fingerprint(all_labels),
     }
 
 
-def notification(*alerts: dict[str, Any], external_url: str = "http://alertmanager-0:9093",
-                 receiver: str = "canary\\.responder", **extra: Any) -> dict[str, Any]:
+def notification(
+    *alerts: dict[str, Any],
+    external_url: str = "http://alertmanager-0:9093",
+    receiver: str = "canary\\.responder",
+    **extra: Any,
+) -> dict[str, Any]:
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
-    return {"version": "4", "groupKey": '{}:{alertname="CanaryHighErrorRate"}', "truncatedAlerts": 0,
-            "status": status, "receiver": receiver, "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
-            "commonLabels": {}, "commonAnnotations": {}, "externalURL": external_url, "alerts": list(alerts),
-            **extra}
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="CanaryHighErrorRate"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": external_url,
+        "alerts": list(alerts),
+        **extra,
+    }
 
 
 def bearer(token: str = WEBHOOK_TOKEN) -> dict[str, str]:
@@ -98,13 +133,15 @@ class Running:
     captured: list[dict[str, Any]]
 
     async def post_alerts(self, payload: Any, *, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
-        return await self.session.post(f"{self.url}/api/v1/alerts", json=payload,
-                                       headers=headers if headers is not None else bearer())
+        return await self.session.post(
+            f"{self.url}/api/v1/alerts", json=payload, headers=headers if headers is not None else bearer()
+        )
 
 
 @asynccontextmanager
-async def running_responder(config: Path, *, cluster: ClusterPort | None = None,
-                            environ: dict[str, str] | None = None) -> AsyncIterator[Running]:
+async def running_responder(
+    config: Path, *, cluster: ClusterPort | None = None, environ: dict[str, str] | None = None
+) -> AsyncIterator[Running]:
     """The whole responder on a loopback port; audit lines are captured instead of printed."""
     settings, secrets = load_settings(config, environ or {})
     captured: list[dict[str, Any]] = []

@@ -28,15 +28,15 @@ async def settle(running: Running) -> None:
     await running.services.engine.drain()
 
 
-async def test_error_rate_alert_rolls_back_traffic_first_then_scale(tmp_path: Path,
-                                                                    cluster: tuple[Emulator, str]) -> None:
+async def test_error_rate_alert_rolls_back_traffic_first_then_scale(
+    tmp_path: Path, cluster: tuple[Emulator, str]
+) -> None:
     emulator, url = cluster
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
         response = await running.post_alerts(notification(alert("CanaryHighErrorRate")))
         assert response.status == 200
         await settle(running)
-        assert touched(emulator) == [("Ingress", "checkout-canary", None),
-                                     ("Deployment", "checkout-canary", "scale")]
+        assert touched(emulator) == [("Ingress", "checkout-canary", None), ("Deployment", "checkout-canary", "scale")]
         assert obj(emulator, "ingress", "checkout-canary")["metadata"]["annotations"][CANARY] == "false"
         assert obj(emulator, "deployment", "checkout-canary")["spec"]["replicas"] == 0
         assert obj(emulator, "deployment", "checkout")["spec"]["replicas"] == 4  # stable untouched
@@ -53,15 +53,16 @@ async def test_error_rate_alert_rolls_back_traffic_first_then_scale(tmp_path: Pa
         kinds = [e["kind"] for e in running.captured]
         assert kinds[:3] == ["receipt", "alert", "decision"] and "rollback.intent" in kinds
         registry = running.services.metrics.registry
-        assert registry.get_sample_value("canary_responder_actions_total",
-                                         {"step": "traffic_off", "result": "done"}) == 1
-        assert registry.get_sample_value("canary_responder_action_latency_seconds_count",
-                                         {"step": "scale_zero"}) == 1
+        assert (
+            registry.get_sample_value("canary_responder_actions_total", {"step": "traffic_off", "result": "done"}) == 1
+        )
+        assert registry.get_sample_value("canary_responder_action_latency_seconds_count", {"step": "scale_zero"}) == 1
         assert registry.get_sample_value("canary_responder_alert_events_total", {"decision": "rollback"}) == 1
 
 
-async def test_ha_duplicates_and_coalesced_alerts_give_one_rollback(tmp_path: Path,
-                                                                    cluster: tuple[Emulator, str]) -> None:
+async def test_ha_duplicates_and_coalesced_alerts_give_one_rollback(
+    tmp_path: Path, cluster: tuple[Emulator, str]
+) -> None:
     emulator, url = cluster
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
         error = alert("CanaryHighErrorRate")
@@ -79,16 +80,22 @@ async def test_ha_duplicates_and_coalesced_alerts_give_one_rollback(tmp_path: Pa
 async def test_resolved_alerts_never_act(tmp_path: Path, cluster: tuple[Emulator, str]) -> None:
     emulator, url = cluster
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
-        await running.post_alerts(notification(alert(status="resolved"), alert("CanaryHighLatencyP95",
-                                                                               status="resolved")))
+        await running.post_alerts(
+            notification(alert(status="resolved"), alert("CanaryHighLatencyP95", status="resolved"))
+        )
         await settle(running)
     assert emulator.mutations == []
 
 
 async def test_labels_forged_to_point_at_stable_are_refused(tmp_path: Path, cluster: tuple[Emulator, str]) -> None:
     emulator, url = cluster
-    config = write_config(tmp_path, kube_url=url, targets=[
-        {"name": "from-labels", "namespace": "{namespace}", "deployment": "{deployment}", "ingress": "{ingress}"}])
+    config = write_config(
+        tmp_path,
+        kube_url=url,
+        targets=[
+            {"name": "from-labels", "namespace": "{namespace}", "deployment": "{deployment}", "ingress": "{ingress}"}
+        ],
+    )
     async with running_responder(config) as running:
         forged = alert(deployment="checkout", ingress="checkout")  # the STABLE objects
         assert (await running.post_alerts(notification(forged))).status == 200
@@ -100,8 +107,9 @@ async def test_labels_forged_to_point_at_stable_are_refused(tmp_path: Path, clus
     assert touched(emulator) == []
 
 
-async def test_namespace_outside_allowlist_is_refused_without_any_call(tmp_path: Path,
-                                                                      cluster: tuple[Emulator, str]) -> None:
+async def test_namespace_outside_allowlist_is_refused_without_any_call(
+    tmp_path: Path, cluster: tuple[Emulator, str]
+) -> None:
     emulator, url = cluster
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
         await running.post_alerts(notification(alert(namespace="kube-system")))
@@ -122,8 +130,9 @@ async def test_dry_run_records_the_plan_and_changes_nothing(tmp_path: Path, clus
     assert touched(emulator) == []
 
 
-async def test_permanent_failure_stops_with_manual_action_required(tmp_path: Path,
-                                                                  cluster: tuple[Emulator, str]) -> None:
+async def test_permanent_failure_stops_with_manual_action_required(
+    tmp_path: Path, cluster: tuple[Emulator, str]
+) -> None:
     emulator, url = cluster
     emulator.add_fault(method="PATCH", path_contains="/scale", status=403, times=100)
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
@@ -152,22 +161,30 @@ async def test_two_targets_roll_back_independently(tmp_path: Path, cluster: tupl
         await running.post_alerts(notification(alert(app="checkout"), alert(app="payments")))
         await settle(running)
         assert {r.target: r.status for r in await running.services.store.rollbacks()} == {
-            "shop/checkout-canary": "done", "shop/payments-canary": "done"}
+            "shop/checkout-canary": "done",
+            "shop/payments-canary": "done",
+        }
     assert obj(emulator, "deployment", "payments-canary")["spec"]["replicas"] == 0
 
 
 async def test_persist_policy_waits_for_its_deadline(tmp_path: Path, cluster: tuple[Emulator, str]) -> None:
     emulator, url = cluster
-    policies = [{"name": "persist", "match": {"action": "rollback-if-persists"}, "mode": "persist",
-                 "persist_for": "1s"}]
+    policies = [
+        {"name": "persist", "match": {"action": "rollback-if-persists"}, "mode": "persist", "persist_for": "1s"}
+    ]
     async with running_responder(write_config(tmp_path, kube_url=url, policies=policies)) as running:
         now = datetime.now(UTC)
-        await running.post_alerts(notification(alert(app="checkout", action="rollback-if-persists", starts_at=now),
-                                               alert(app="payments", action="rollback-if-persists", starts_at=now)))
+        await running.post_alerts(
+            notification(
+                alert(app="checkout", action="rollback-if-persists", starts_at=now),
+                alert(app="payments", action="rollback-if-persists", starts_at=now),
+            )
+        )
         await settle(running)
         assert touched(emulator) == []
-        await running.post_alerts(notification(alert(app="payments", action="rollback-if-persists",
-                                                     starts_at=now, status="resolved")))
+        await running.post_alerts(
+            notification(alert(app="payments", action="rollback-if-persists", starts_at=now, status="resolved"))
+        )
         await settle(running)
         deadline = now.timestamp() + 1.0
         while datetime.now(UTC).timestamp() < deadline + 0.3:

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("cluster")
 
 def rejected(running: Running, reason: str) -> float:
     value = running.services.metrics.registry.get_sample_value(
-        "canary_responder_rejected_requests_total", {"reason": reason})
+        "canary_responder_rejected_requests_total", {"reason": reason}
+    )
     return value or 0.0
 
 
@@ -48,22 +49,27 @@ async def audited_rejections(running: Running) -> list[str]:
 
 @pytest.fixture
 async def running(tmp_path: Path, cluster: tuple[Emulator, str]) -> Running:
-    config = write_config(tmp_path, kube_url=cluster[1], listen={"host": "127.0.0.1", "port": 0,
-                                                                "body_limit_bytes": 4096})
+    config = write_config(
+        tmp_path, kube_url=cluster[1], listen={"host": "127.0.0.1", "port": 0, "body_limit_bytes": 4096}
+    )
     async with running_responder(config) as running:
         yield running  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer wrong-token"},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Basic " + base64.b64encode(b"alertmanager:wrong").decode()},
-    {"Authorization": "Basic !!!notbase64"},
-    {"Authorization": "Token " + "x" * 20},
-])
-async def test_missing_or_bad_credentials_are_401(running: Running, cluster: tuple[Emulator, str],
-                                                  headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic " + base64.b64encode(b"alertmanager:wrong").decode()},
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Token " + "x" * 20},
+    ],
+)
+async def test_missing_or_bad_credentials_are_401(
+    running: Running, cluster: tuple[Emulator, str], headers: dict[str, str]
+) -> None:
     response = await running.post_alerts(notification(alert()), headers=headers)
     await expect_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -77,14 +83,16 @@ async def test_rotation_token_and_basic_auth_are_accepted(running: Running) -> N
     response = await running.post_alerts(notification(alert(status="resolved")), headers=bearer(WEBHOOK_TOKEN_NEXT))
     assert response.status == 200
     basic = base64.b64encode(f"alertmanager:{BASIC_PASSWORD}".encode()).decode()
-    response = await running.post_alerts(notification(alert(status="resolved")),
-                                         headers={"Authorization": f"Basic {basic}"})
+    response = await running.post_alerts(
+        notification(alert(status="resolved")), headers={"Authorization": f"Basic {basic}"}
+    )
     assert response.status == 200
 
 
 async def test_non_json_content_type_is_415(running: Running) -> None:
-    response = await running.session.post(f"{running.url}/api/v1/alerts", data=b"{}", headers={
-        **bearer(), "Content-Type": "text/plain"})
+    response = await running.session.post(
+        f"{running.url}/api/v1/alerts", data=b"{}", headers={**bearer(), "Content-Type": "text/plain"}
+    )
     body = await expect_error(response, 415, "unsupported_media_type")
     assert "text/plain" in str(body["message"])
     assert rejected(running, "unsupported_media_type") == 1
@@ -99,30 +107,38 @@ async def test_body_over_the_limit_is_413(running: Running) -> None:
         for _ in range(10):
             yield b" " * 1000
 
-    response = await running.session.post(f"{running.url}/api/v1/alerts", data=chunks(), headers={
-        **bearer(), "Content-Type": "application/json"})
+    response = await running.session.post(
+        f"{running.url}/api/v1/alerts", data=chunks(), headers={**bearer(), "Content-Type": "application/json"}
+    )
     await expect_error(response, 413, "too_large")
     assert rejected(running, "too_large") == 2
 
 
 async def test_malformed_json_is_400(running: Running) -> None:
-    response = await running.session.post(f"{running.url}/api/v1/alerts", data=b'{"version": "4",', headers={
-        **bearer(), "Content-Type": "application/json"})
+    response = await running.session.post(
+        f"{running.url}/api/v1/alerts",
+        data=b'{"version": "4",',
+        headers={**bearer(), "Content-Type": "application/json"},
+    )
     await expect_error(response, 400, "malformed_json")
     assert rejected(running, "malformed_json") == 1
 
 
-@pytest.mark.parametrize(("mutate", "path"), [
-    (lambda n: n.pop("alerts"), "alerts"),
-    (lambda n: n.update(version="3"), "version"),
-    (lambda n: n["alerts"][0].update(status="pending"), "alerts.0.status"),
-    (lambda n: n["alerts"][0]["labels"].update(app=7), "alerts.0.labels.app"),
-    (lambda n: n["alerts"][0].update(startsAt="2026-11-27T12:00:00"), "alerts.0.startsAt"),
-    (lambda n: n["alerts"][0].pop("fingerprint"), "alerts.0.fingerprint"),
-    (lambda n: n.update(truncatedAlerts=-1), "truncatedAlerts"),
-])
-async def test_schema_violations_are_422_naming_the_field(running: Running, cluster: tuple[Emulator, str],
-                                                          mutate, path: str) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda n: n.pop("alerts"), "alerts"),
+        (lambda n: n.update(version="3"), "version"),
+        (lambda n: n["alerts"][0].update(status="pending"), "alerts.0.status"),
+        (lambda n: n["alerts"][0]["labels"].update(app=7), "alerts.0.labels.app"),
+        (lambda n: n["alerts"][0].update(startsAt="2026-11-27T12:00:00"), "alerts.0.startsAt"),
+        (lambda n: n["alerts"][0].pop("fingerprint"), "alerts.0.fingerprint"),
+        (lambda n: n.update(truncatedAlerts=-1), "truncatedAlerts"),
+    ],
+)
+async def test_schema_violations_are_422_naming_the_field(
+    running: Running, cluster: tuple[Emulator, str], mutate, path: str
+) -> None:
     payload = notification(alert())
     mutate(payload)
     response = await running.post_alerts(payload)
@@ -135,8 +151,13 @@ async def test_schema_violations_are_422_naming_the_field(running: Running, clus
 
 
 async def test_accepts_what_newer_alertmanagers_send(running: Running) -> None:
-    payload = notification(alert(status="resolved"), receiver="web\\.hook", truncatedAlerts=3,
-                           notification_reason="repeat", routeLabels={"team": "shop"})
+    payload = notification(
+        alert(status="resolved"),
+        receiver="web\\.hook",
+        truncatedAlerts=3,
+        notification_reason="repeat",
+        routeLabels={"team": "shop"},
+    )
     payload["alerts"][0]["startsAt"] = "2026-11-27T12:00:00.123456789Z"
     payload["alerts"][0]["endsAt"] = "2026-11-27T12:05:00.987654321+01:00"
     payload["alerts"][0]["someFutureField"] = {"nested": True}
@@ -175,9 +196,14 @@ async def test_probes_and_metrics(running: Running) -> None:
     assert (await ready.json())["checks"] == {"inbox": "ok", "kubernetes": "ok"}
     await running.post_alerts(notification(alert()), headers={})
     text = await (await running.session.get(f"{running.url}/metrics")).text()
-    for name in ("canary_responder_webhooks_total", "canary_responder_rejected_requests_total",
-                 "canary_responder_alert_events_total", "canary_responder_actions_total",
-                 "canary_responder_action_latency_seconds", "canary_responder_audit_chain_length"):
+    for name in (
+        "canary_responder_webhooks_total",
+        "canary_responder_rejected_requests_total",
+        "canary_responder_alert_events_total",
+        "canary_responder_actions_total",
+        "canary_responder_action_latency_seconds",
+        "canary_responder_audit_chain_length",
+    ):
         assert name in text
 
 

@@ -1,0 +1,250 @@
+"""Figures for the responder core, measured side by side in one run on this machine.
+
+1. Latency: webhook sent -> canary Ingress patched, and -> canary scaled to zero, over N rollbacks of distinct
+   targets (the real server process, the real kubernetes_asyncio client, the Kubernetes API emulator on loopback;
+   times are taken by the emulator when each PATCH arrives).
+2. Ingest: accepted webhooks per second, the responder (durable SQLite inbox + audit) vs a bare aiohttp handler
+   that answers 200, both driven by the same wrk load (one new distinct alert per request).
+3. Memory: the responder's RSS idle, after 10,000 distinct alerts, and after the ingest load.
+
+Run: .venv/bin/python bench/bench_responder.py   (needs wrk: apt-get install wrk)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from responder.emulator import Emulator, run_emulator, sample_canary_objects
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_config(workdir: Path, kube_url: str, port: int) -> Path:
+    (workdir / "token").write_text(TOKEN)
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "auth": {
+            "webhook": {"bearer_tokens": [{"file": str(workdir / "token")}]},
+            "admin_token": {"file": str(workdir / "token")},
+        },
+        "kubernetes": {"mode": "url", "url": kube_url},
+        "safety": {"allowed_namespaces": ["shop"]},
+        "targets": [{"name": "all", "match": {"namespace": "shop"}}],
+        "rollback_cap": {"max": 100000, "window": "1m"},
+        "storage": {"path": str(workdir / "responder.db")},
+        "log_level": "WARNING",
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def alert_payload(
+    app: str, alertname: str = "CanaryHighErrorRate", action: str = "rollback", fingerprint: str | None = None
+) -> dict[str, Any]:
+    labels = {"alertname": alertname, "namespace": "shop", "app": app, "action": action, "severity": "critical"}
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {"summary": "bench"},
+        "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090",
+        "fingerprint": fingerprint or f"{abs(hash(app)):016x}",
+    }
+
+
+def notification(*alerts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "bench",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am-0:9093",
+        "alerts": list(alerts),
+    }
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(400):
+        try:
+            async with session.get(f"{url}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+async def measure_latency(
+    session: aiohttp.ClientSession, url: str, emulator: Emulator, apps: list[str], gap_s: float
+) -> tuple[list[float], list[float]]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    sent: dict[str, float] = {}
+    for app in apps:
+        sent[f"{app}-canary"] = time.time()
+        async with session.post(
+            f"{url}/api/v1/alerts", json=notification(alert_payload(app)), headers=headers
+        ) as response:
+            assert response.status == 200, await response.text()
+        await asyncio.sleep(gap_s)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        scaled = {m.name for m in emulator.mutations if m.ok and m.subresource == "scale"}
+        if len(scaled) >= len(apps):
+            break
+        await asyncio.sleep(0.05)
+    traffic = {m.name: m.at for m in emulator.mutations if m.ok and m.kind == "Ingress"}
+    scale = {m.name: m.at for m in emulator.mutations if m.ok and m.subresource == "scale"}
+    return (
+        [(traffic[n] - t) * 1000 for n, t in sent.items() if n in traffic],
+        [(scale[n] - t) * 1000 for n, t in sent.items() if n in scale],
+    )
+
+
+async def send_distinct_alerts(session: aiohttp.ClientSession, url: str, total: int, per_notification: int) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(batch: int) -> None:
+        alerts = [
+            alert_payload(f"mem-{batch}-{i}", "CanaryHighMemory", "notify", f"{batch:08x}{i:08x}")
+            for i in range(per_notification)
+        ]
+        async with (
+            semaphore,
+            session.post(f"{url}/api/v1/alerts", json=notification(*alerts), headers=headers) as response,
+        ):
+            assert response.status == 200, await response.text()
+
+    await asyncio.gather(*(one(b) for b in range(total // per_notification)))
+
+
+def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(HERE / "distinct_alerts.lua"),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_TOKEN": TOKEN},
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(non2xx.group(1)) if non2xx else 0
+
+
+async def main(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the ingest figures: apt-get install wrk")
+    apps = [f"app{i:03d}" for i in range(args.rollbacks)]
+    objects = [obj for app in apps for obj in sample_canary_objects("shop", app)]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-responder-"))
+    port, bare_port = free_port(), free_port()
+    async with run_emulator(objects) as (emulator, kube_url), aiohttp.ClientSession() as session:
+        config = write_config(workdir, kube_url, port)
+        log = (workdir / "server.log").open("wb")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "responder", "serve", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log
+        )
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(bare_port)])
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await wait_healthy(session, url)
+            await wait_healthy(session, f"http://127.0.0.1:{bare_port}")
+            await asyncio.sleep(0.5)
+            rss_idle = rss_mb(server.pid)
+            traffic, scaled = await measure_latency(session, url, emulator, apps, args.gap)
+            await send_distinct_alerts(session, url, 10_000, 10)
+            await asyncio.sleep(1.0)
+            rss_10k = rss_mb(server.pid)
+            rounds = []
+            for _ in range(args.rounds):
+                bare_rps, _ = await asyncio.to_thread(run_wrk, bare_port, args.seconds, args.connections)
+                resp_rps, resp_503 = await asyncio.to_thread(run_wrk, port, args.seconds, args.connections)
+                rounds.append((bare_rps, resp_rps, resp_503))
+            rss_after_load = rss_mb(server.pid)
+        finally:
+            for process in (server, bare):
+                process.terminate()
+                process.wait(timeout=10)
+            log.close()
+
+    print(f"canary-responder core benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)")
+    gap_ms = args.gap * 1000
+    print(f"\n1. webhook sent -> step done, {len(traffic)} rollbacks of distinct targets, one every {gap_ms:.0f} ms")
+    for label, values in (("traffic off (Ingress patched)", traffic), ("scaled to zero (/scale patched)", scaled)):
+        print(
+            f"   {label:<34} p50 {statistics.median(values):7.2f} ms   p99 {percentile(values, 0.99):7.2f} ms"
+            f"   max {max(values):7.2f} ms"
+        )
+    print(f"\n2. ingest, wrk -t1 -c{args.connections} -d{args.seconds}s, one new distinct alert per request")
+    for i, (bare_rps, resp_rps, resp_503) in enumerate(rounds, 1):
+        print(
+            f"   round {i}: bare aiohttp {bare_rps:8.0f} req/s   responder {resp_rps:8.0f} req/s"
+            f"   ratio {resp_rps / bare_rps:.2f}   (503s: {resp_503})"
+        )
+    ratio = statistics.median(r[1] / r[0] for r in rounds)
+    print(f"   median ratio responder/bare: {ratio:.2f}")
+    print("\n3. responder RSS")
+    print(
+        f"   idle {rss_idle:.1f} MB   after {len(apps)} rollbacks + 10,000 distinct alerts {rss_10k:.1f} MB"
+        f"   after the ingest load {rss_after_load:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rollbacks", type=int, default=200)
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between rollback webhooks")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    asyncio.run(main(parser.parse_args()))

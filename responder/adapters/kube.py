@@ -1,0 +1,255 @@
+"""The Kubernetes adapter: :class:`KubeCluster` implements :class:`responder.ports.ClusterPort`.
+
+This is the only module of the product that imports ``kubernetes_asyncio``. It owns three things:
+
+- the client configuration (explicit API URL, in-cluster service account, or kubeconfig), see :func:`open_cluster`;
+- the calls themselves, each with a per-request timeout; patches are JSON merge patches that carry
+  ``metadata.resourceVersion`` as the optimistic-concurrency precondition, so a concurrent writer makes the API
+  answer 409 instead of our patch silently overwriting a change we never saw;
+- the translation of every library failure (``ApiException``, aiohttp and socket errors, timeouts) into
+  :class:`responder.ports.ClusterError` with a closed :class:`FailureReason`: no third-party exception leaves here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from responder.core.model import DeploymentView, FailureReason, IngressView, ScaleView
+from responder.ports import ClusterError
+
+__all__ = ["COMPONENT", "KubeCluster", "open_cluster", "reason_for_status", "to_cluster_error"]
+
+COMPONENT = "canary-responder"  # reportingComponent / source.component of our Events
+_MERGE_PATCH: Mapping[str, Any] = {"_content_type": "application/merge-patch+json"}
+_EVENT_MESSAGE_LIMIT = 1024
+_T = TypeVar("_T")
+
+_STATUS_REASONS: Mapping[int, FailureReason] = {
+    400: FailureReason.INVALID,
+    401: FailureReason.UNAUTHORIZED,
+    403: FailureReason.FORBIDDEN,
+    404: FailureReason.NOT_FOUND,
+    408: FailureReason.TIMEOUT,
+    409: FailureReason.CONFLICT,
+    410: FailureReason.NOT_FOUND,
+    422: FailureReason.INVALID,
+    429: FailureReason.SERVER_ERROR,  # throttled (API priority and fairness): retry with backoff
+}
+
+
+def reason_for_status(status: int) -> FailureReason:
+    """Classify an HTTP status of the Kubernetes API (5xx and 429 retryable; other 4xx permanent)."""
+    if status >= 500:
+        return FailureReason.SERVER_ERROR
+    if status == 0:
+        return FailureReason.CONNECTION
+    return _STATUS_REASONS.get(status, FailureReason.INVALID)
+
+
+def _api_message(exc: ApiException) -> str:
+    """The ``message`` of the Kubernetes Status body, else the HTTP reason phrase."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or "")
+
+
+def to_cluster_error(exc: BaseException, *, what: str) -> ClusterError:
+    """Translate a failure of the client library into the project's own error."""
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        return ClusterError(reason_for_status(status), f"{what}: HTTP {status}: {_api_message(exc)}", status=status)
+    if isinstance(exc, TimeoutError):  # before OSError and aiohttp errors: ServerTimeoutError is both
+        return ClusterError(FailureReason.TIMEOUT, f"{what}: timed out")
+    return ClusterError(FailureReason.CONNECTION, f"{what}: {type(exc).__name__}: {exc}")
+
+
+_LIBRARY_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
+
+
+def _deployment_view(obj: client.V1Deployment) -> DeploymentView:
+    meta = obj.metadata
+    containers = obj.spec.template.spec.containers if obj.spec and obj.spec.template.spec else []
+    replicas = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 1  # the API's default
+    return DeploymentView(
+        namespace=meta.namespace or "",
+        name=meta.name or "",
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+        replicas=replicas,
+        resource_version=meta.resource_version or "",
+        images=tuple(c.image or "" for c in containers or []),
+    )
+
+
+def _ingress_view(obj: client.V1Ingress) -> IngressView:
+    meta = obj.metadata
+    return IngressView(
+        namespace=meta.namespace or "",
+        name=meta.name or "",
+        annotations=dict(meta.annotations or {}),
+        resource_version=meta.resource_version or "",
+    )
+
+
+def _scale_view(obj: client.V1Scale, *, namespace: str, name: str) -> ScaleView:
+    replicas = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 0
+    return ScaleView(
+        namespace=obj.metadata.namespace or namespace,
+        name=obj.metadata.name or name,
+        replicas=replicas,
+        resource_version=obj.metadata.resource_version or "",
+    )
+
+
+def _precondition(resource_version: str) -> dict[str, Any]:
+    return {"resourceVersion": resource_version} if resource_version else {}
+
+
+def _event_body(
+    deployment: DeploymentView, *, reason: str, message: str, warning: bool, instance: str
+) -> client.CoreV1Event:
+    """A core/v1 Event on the Deployment, named the way client-go names them (``<object>.<hex nanos>``)."""
+    now = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)  # metav1.Time has whole seconds
+    involved = client.V1ObjectReference(
+        api_version="apps/v1",
+        kind="Deployment",
+        namespace=deployment.namespace,
+        name=deployment.name,
+        resource_version=deployment.resource_version or None,
+    )
+    metadata = client.V1ObjectMeta(name=f"{deployment.name}.{time.time_ns():x}", namespace=deployment.namespace)
+    return client.CoreV1Event(
+        api_version="v1",
+        kind="Event",
+        metadata=metadata,
+        involved_object=involved,
+        reason=reason,
+        message=message[:_EVENT_MESSAGE_LIMIT],
+        type="Warning" if warning else "Normal",
+        source=client.V1EventSource(component=COMPONENT, host=instance),
+        reporting_component=COMPONENT,
+        reporting_instance=instance,
+        first_timestamp=now,
+        last_timestamp=now,
+        count=1,
+    )
+
+
+class KubeCluster:
+    """The cluster actions the rollback executor needs, over one ``kubernetes_asyncio`` ApiClient."""
+
+    def __init__(self, api_client: client.ApiClient, *, request_timeout_s: float = 5.0, instance: str = "") -> None:
+        self._api = api_client
+        self._timeout = request_timeout_s
+        self._instance = instance or socket.gethostname()
+        self._apps = client.AppsV1Api(api_client)
+        self._networking = client.NetworkingV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    def api_client(self) -> client.ApiClient:
+        """The underlying client, for features that use ``kubernetes_asyncio`` directly (leader election)."""
+        return self._api
+
+    async def _call(self, what: str, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except _LIBRARY_ERRORS as exc:
+            raise to_cluster_error(exc, what=what) from exc
+
+    async def get_deployment(self, namespace: str, name: str) -> DeploymentView:
+        call = self._apps.read_namespaced_deployment(name, namespace, _request_timeout=self._timeout)
+        return _deployment_view(await self._call(f"get deployment {namespace}/{name}", call))
+
+    async def get_ingress(self, namespace: str, name: str) -> IngressView:
+        call = self._networking.read_namespaced_ingress(name, namespace, _request_timeout=self._timeout)
+        return _ingress_view(await self._call(f"get ingress {namespace}/{name}", call))
+
+    async def set_ingress_annotations(
+        self, namespace: str, name: str, *, annotations: dict[str, str | None], resource_version: str
+    ) -> IngressView:
+        """Merge-patch annotations (``None`` deletes one), failing with CONFLICT on a stale resource_version."""
+        body = {"metadata": {**_precondition(resource_version), "annotations": annotations}}
+        call = self._networking.patch_namespaced_ingress(
+            name, namespace, body, _request_timeout=self._timeout, **_MERGE_PATCH
+        )
+        return _ingress_view(await self._call(f"patch ingress {namespace}/{name}", call))
+
+    async def get_scale(self, namespace: str, name: str) -> ScaleView:
+        call = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._timeout)
+        scale = await self._call(f"get scale of deployment {namespace}/{name}", call)
+        return _scale_view(scale, namespace=namespace, name=name)
+
+    async def set_replicas(self, namespace: str, name: str, *, replicas: int, resource_version: str) -> ScaleView:
+        """Patch the Deployment's /scale subresource, failing with CONFLICT on a stale resource_version."""
+        body = {"metadata": _precondition(resource_version), "spec": {"replicas": replicas}}
+        call = self._apps.patch_namespaced_deployment_scale(
+            name, namespace, body, _request_timeout=self._timeout, **_MERGE_PATCH
+        )
+        scale = await self._call(f"scale deployment {namespace}/{name}", call)
+        return _scale_view(scale, namespace=namespace, name=name)
+
+    async def emit_event(self, deployment: DeploymentView, *, reason: str, message: str, warning: bool = True) -> None:
+        body = _event_body(deployment, reason=reason, message=message, warning=warning, instance=self._instance)
+        call = self._core.create_namespaced_event(deployment.namespace, body, _request_timeout=self._timeout)
+        await self._call(f"create event on deployment {deployment.namespace}/{deployment.name}", call)
+
+    async def ping(self) -> None:
+        """Cheap reachability check for /readyz: the API server's /version."""
+        await self._call("get /version", client.VersionApi(self._api).get_code(_request_timeout=self._timeout))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+
+async def _load_configuration(
+    *, host: str | None, kubeconfig: str | None, context: str | None, in_cluster: bool
+) -> client.Configuration:
+    configuration = client.Configuration()
+    if host is not None:
+        configuration.host = host
+    elif in_cluster:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:  # kubeconfig=None lets the library use $KUBECONFIG or ~/.kube/config
+        await config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False
+        )
+    return configuration
+
+
+async def open_cluster(
+    *,
+    host: str | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    in_cluster: bool = False,
+    request_timeout_s: float = 5.0,
+    token: str | None = None,
+) -> KubeCluster:
+    """Build a :class:`KubeCluster`: ``host`` (an explicit API URL, e.g. the emulator's) wins, then the in-cluster
+    service account when ``in_cluster``, else the kubeconfig (``kubeconfig`` or the default) and ``context``.
+
+    Raises ``ClusterError(INVALID)`` when the configuration cannot be loaded.
+    """
+    try:
+        configuration = await _load_configuration(
+            host=host, kubeconfig=kubeconfig, context=context, in_cluster=in_cluster
+        )
+    except (ConfigException, OSError, ValueError) as exc:
+        raise ClusterError(FailureReason.INVALID, f"cannot load the Kubernetes configuration: {exc}") from exc
+    if token is not None:
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    return KubeCluster(client.ApiClient(configuration), request_timeout_s=request_timeout_s)
