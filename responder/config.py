@@ -23,18 +23,25 @@ from responder.core.rules import PolicyRule, TargetRule, is_dns_label, template_
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_DURATION_S = 366 * 86400  # a year: anything longer is a typo, and would overflow date arithmetic
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept ``90``, ``"90s"``, ``"2m"``, ``"1h"`` (Prometheus style, one unit)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+    """Accept ``90``, ``"90s"``, ``"2m"``, ``"1h"`` (Prometheus style, one unit), between 0 and a year."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 30s, 2m, 1h")
     if isinstance(value, str):
         found = _DURATION.match(value.strip())
         if not found:
             raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 30s, 2m, 1h")
-        return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
-    return value
+        seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+    else:
+        seconds = float(value)
+    if not 0 <= seconds <= _MAX_DURATION_S:  # also rejects NaN and infinities
+        raise ValueError(f"duration {value!r} is out of range (0 to 366d)")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
@@ -273,16 +280,14 @@ def parse_settings(document: Any) -> Settings:
 
 
 def format_duration(value: timedelta) -> str:
-    """The inverse of the duration parser for display: 2m, 90s, 1h30m, 250ms."""
+    """Display a duration in the one-unit form the parser reads back: 90s, 90m, 25h, 250ms."""
     total_ms = round(value.total_seconds() * 1000)
-    if total_ms % 1000:
-        return f"{total_ms}ms"
-    seconds, parts = total_ms // 1000, []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
+    if total_ms == 0:
+        return "0s"
+    for unit, size_ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if total_ms and total_ms % size_ms == 0:
+            return f"{total_ms // size_ms}{unit}"
+    return f"{total_ms}ms"
 
 
 def read_settings(path: Path) -> Settings:

@@ -307,7 +307,20 @@ class Engine:
             self.metrics.action_latency.labels(outcome.step.value).observe(max(0.0, time.time() - job.received_at))
         self.metrics.actions.labels(outcome.step.value, outcome.result.value).inc()
         data = _step_data(job.incident, outcome)
+        if outcome.step is Step.CHECK and outcome.result is StepResult.DONE:
+            # A passed check changed nothing and the intent is already durable: queue its record (the store
+            # keeps submission order, so it still precedes the traffic step's) instead of putting a commit
+            # between the webhook and canary traffic going off.
+            self._pending_write(lambda conn: self._persist_step(conn, job, data))
+            return
         await self._write_until_done(lambda conn: self._persist_step(conn, job, data))
+
+    def _pending_write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        def done(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.error("could not record a step: %s", future.exception())
+
+        self.store.submit(fn).add_done_callback(done)
 
     def _persist_step(self, conn: sqlite3.Connection, job: _Job, data: dict[str, Any]) -> None:
         self.store.update_rollback(conn, job.incident, step=(data["step"], data))

@@ -199,9 +199,14 @@ class Store:
 
     async def write(self, fn: Write) -> Any:
         """Run ``fn(conn)`` in the next transaction; return its result once committed."""
+        return await self.submit(fn)
+
+    def submit(self, fn: Write) -> asyncio.Future[Any]:
+        """Queue ``fn(conn)`` for the next transaction now (keeping the order of calls); the future resolves
+        once it is committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((fn, future))
-        return await future
+        return future
 
     async def _batch_loop(self) -> None:
         while True:

@@ -11,12 +11,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from responder.core.model import AlertEvent, AlertStatus
 
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
+
+def _as_utc(value: datetime) -> datetime:
+    """Normalise to UTC; the zero time written with a positive offset falls before year 1 and is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LabelValue = Annotated[str, StringConstraints(max_length=8192)]
 Labels = Annotated[dict[LabelName, LabelValue], Field(max_length=256)]
@@ -28,8 +38,8 @@ class WebhookAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: Labels
     annotations: Labels = Field(default_factory=dict)
-    startsAt: AwareDatetime
-    endsAt: AwareDatetime | None = None
+    startsAt: Timestamp
+    endsAt: Timestamp | None = None
     generatorURL: Annotated[str, StringConstraints(max_length=8192)] = ""
     fingerprint: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -50,14 +60,12 @@ class WebhookNotification(BaseModel):
 
 
 def to_event(alert: WebhookAlert, *, notification_id: int = 0, event_id: int = 0) -> AlertEvent:
-    ends_at = alert.endsAt
-    if ends_at is not None and ends_at.astimezone(UTC) == _ZERO_TIME:
-        ends_at = None
+    ends_at = None if alert.endsAt == _ZERO_TIME else alert.endsAt
     return AlertEvent(
         fingerprint=alert.fingerprint,
         status=AlertStatus(alert.status),
-        starts_at=alert.startsAt.astimezone(UTC),
-        ends_at=ends_at.astimezone(UTC) if ends_at else None,
+        starts_at=alert.startsAt,
+        ends_at=ends_at,
         labels=dict(alert.labels),
         annotations=dict(alert.annotations),
         generator_url=alert.generatorURL,
