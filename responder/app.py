@@ -24,9 +24,9 @@ from responder.web import RUNTIME, Services, create_app
 log = logging.getLogger("responder.app")
 
 
-def stdout_audit_sink(entry: dict[str, Any]) -> None:
-    """Each audit entry is also one JSON line on stdout, for Loki / Elasticsearch."""
-    sys.stdout.buffer.write(orjson.dumps({"log": "audit", **entry}) + b"\n")
+def stdout_audit_sink(entries: list[dict[str, Any]]) -> None:
+    """Each audit entry is also one JSON line on stdout, for Loki / Elasticsearch (one write per commit)."""
+    sys.stdout.buffer.write(b"".join(orjson.dumps({"log": "audit", **entry}) + b"\n" for entry in entries))
     sys.stdout.flush()
 
 

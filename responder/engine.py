@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,7 @@ class _Job:
     target: TargetRef
     received_at: float
     skip: frozenset[Step] = frozenset()
+    durable: asyncio.Event = field(default_factory=asyncio.Event)  # set once the intent is committed
 
 
 class Engine:
@@ -120,7 +121,9 @@ class Engine:
         }
         target = TargetRef(record.namespace, record.deployment, record.ingress)
         log.warning("resuming rollback %s (steps already done: %s)", record.incident, sorted(finished))
-        self._dispatch(_Job(record.incident, target, record.received_at, frozenset(finished)))
+        job = _Job(record.incident, target, record.received_at, frozenset(finished))
+        job.durable.set()  # read back from the database
+        self._dispatch(job)
 
     # -- intake (called by the web layer) --
 
@@ -187,13 +190,17 @@ class Engine:
         for event, _ in batch:
             decisions.extend(self.core.on_event(event, now))
         jobs = [self._job_for(d, received) for d in decisions if d.outcome is Outcome.ROLLBACK]
+        # Lanes start at once: their CHECK only reads, overlapping this commit; no step mutates anything
+        # before ``job.durable`` says the intent (and the before-state it will hold) is on disk.
+        for job in jobs:
+            self._dispatch(job)
         await self._write_until_done(
             lambda conn: self._record(conn, [e.event_id for e, _ in batch], decisions, jobs, now)
         )
+        for job in jobs:
+            job.durable.set()
         for decision in decisions:
             self.metrics.events.labels(decision.outcome.value).inc()
-        for job in jobs:
-            self._dispatch(job)
 
     async def _write_until_done(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         """Decisions already changed the core's state, so their record must not be dropped: retry until the
@@ -307,6 +314,7 @@ class Engine:
             self.metrics.action_latency.labels(outcome.step.value).observe(max(0.0, time.time() - job.received_at))
         self.metrics.actions.labels(outcome.step.value, outcome.result.value).inc()
         data = _step_data(job.incident, outcome)
+        await job.durable.wait()  # never let a mutating step start before the intent is durable
         if outcome.step is Step.CHECK and outcome.result is StepResult.DONE:
             # A passed check changed nothing and the intent is already durable: queue its record (the store
             # keeps submission order, so it still precedes the traffic step's) instead of putting a commit

@@ -33,7 +33,7 @@ from responder.core.model import AlertEvent, AlertStatus
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
-AuditSink = Callable[[dict[str, Any]], None]
+AuditSink = Callable[[list[dict[str, Any]]], None]  # called once per commit with its new entries
 
 GENESIS = "0" * 64
 
@@ -243,9 +243,8 @@ class Store:
         return results, self._chain.written
 
     def _emit(self, entries: list[AuditEntry]) -> None:
-        if self._sink is not None:
-            for entry in entries:
-                self._sink(entry.as_dict())
+        if self._sink is not None and entries:
+            self._sink([entry.as_dict() for entry in entries])
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

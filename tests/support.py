@@ -145,7 +145,7 @@ async def running_responder(
     """The whole responder on a loopback port; audit lines are captured instead of printed."""
     settings, secrets = load_settings(config, environ or {})
     captured: list[dict[str, Any]] = []
-    app = build_app(settings, secrets, cluster=cluster, metrics=Metrics(), audit_sink=captured.append)
+    app = build_app(settings, secrets, cluster=cluster, metrics=Metrics(), audit_sink=captured.extend)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

@@ -6,6 +6,7 @@ outcome for any alert without running the program. Name templates use ``{label}`
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -27,7 +28,8 @@ def is_dns_subdomain(value: str) -> bool:
     return bool(_DNS_SUBDOMAIN.match(value))
 
 
-def template_fields(template: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def template_fields(template: str) -> tuple[str, ...]:
     """The label names a template refers to; raises ValueError for anything but plain ``{name}`` fields."""
     names: list[str] = []
     for _, name, spec, conversion in string.Formatter().parse(template):
@@ -36,7 +38,7 @@ def template_fields(template: str) -> list[str]:
         if not name or spec or conversion or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"only plain {{label}} placeholders are allowed, got {template!r}")
         names.append(name)
-    return names
+    return tuple(names)
 
 
 def render(template: str, labels: Mapping[str, str]) -> str | None:
