@@ -38,6 +38,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """Something people must hear about, handed to the notice hook inside the transaction that records it,
+    so a notification is durable exactly when the fact it reports is (the outbox relies on this).
+
+    kinds: ``rollback`` (final status in data["status"]: done, failed, refused, dry_run), ``held`` (global cap),
+    ``refused`` (an acting alert with no allowed target), ``notify`` (notify-only policy), ``resolved`` (an alert
+    resolved; data["fingerprint"]), and the admin kinds ``paused_hold``, ``restored``.
+    """
+
+    kind: str
+    incident: str | None
+    target: str | None
+    data: dict[str, Any]
+
+
+NoticeHook = Callable[[sqlite3.Connection, Notice], None]
+
+
 class Saturated(Exception):
     """The engine's backlog is full: answer 503 so Alertmanager retries later."""
 
@@ -70,8 +89,10 @@ class Engine:
         metrics: Metrics,
         options: EngineOptions,
         clock: Clock = utc_now,
+        notice_hook: NoticeHook | None = None,
     ) -> None:
         self.core = core
+        self.notice_hook = notice_hook
         self.store = store
         self.cluster = cluster
         self.metrics = metrics
@@ -235,6 +256,16 @@ class Engine:
                 self.store.update_rollback(conn, decision.incident, cite=_cite(decision.event))
             if decision.outcome is Outcome.ROLLBACK and decision.incident in jobs_by_incident:
                 self._audit_intent(conn, jobs_by_incident[decision.incident], decision)
+            kind = _NOTICE_KINDS.get(decision.outcome)
+            if kind is not None:
+                self.notice(
+                    conn, Notice(kind=kind, incident=decision.incident, target=target, data=_decision_data(decision))
+                )
+
+    def notice(self, conn: sqlite3.Connection, notice: Notice) -> None:
+        """Hand a notice to the hook (the Slack outbox) inside the caller's transaction."""
+        if self.notice_hook is not None:
+            self.notice_hook(conn, notice)
 
     def _intent(self, job: _Job, decision: Decision, now: datetime) -> RollbackRecord:
         return RollbackRecord(
@@ -339,6 +370,17 @@ class Engine:
         self.store.append_audit(
             conn, "rollback.result", {"incident": job.incident, "status": status}, target=job.target.key
         )
+        self.notice(
+            conn, Notice(kind="rollback", incident=job.incident, target=job.target.key, data={"status": status})
+        )
+
+
+_NOTICE_KINDS = {
+    Outcome.HELD: "held",
+    Outcome.REFUSED: "refused",
+    Outcome.NOTIFY: "notify",
+    Outcome.RESOLVED: "resolved",
+}
 
 
 def _final_status(outcomes: list[StepOutcome]) -> str:
