@@ -183,5 +183,5 @@ async def run_demo(*, workdir: Path | None = None) -> int:
             print(f"== rollbacks done: {len(rolled)} ({', '.join(rolled)})")
         finally:
             await runner.cleanup()
-    expected = {"shop/checkout-canary", "shop/payments-canary"}
-    return 0 if report.ok and {i.split("@")[0] for i in rolled} == expected else 1
+    expected = {"shop:checkout-canary", "shop:payments-canary"}
+    return 0 if report.ok and {i.rsplit(":", 1)[0] for i in rolled} == expected else 1

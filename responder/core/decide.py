@@ -222,7 +222,8 @@ class DecisionCore:
         if len(self._recent) >= self.settings.cap_max:
             cap = f"{self.settings.cap_max} rollbacks per {self.settings.cap_window}"
             return verdict(Outcome.HELD, f"global cap of {cap} reached; a human must decide")
-        incident = f"{target.key}@{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
+        # URL-safe (one path segment) and deterministic, so a rebuilt core names incidents as before.
+        incident = f"{target.namespace}:{target.deployment}:{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
         self._rolled_back[target.key] = _Rollback(incident, now)
         self._recent.append(now)
         return verdict(Outcome.ROLLBACK, why, incident)
