@@ -316,7 +316,7 @@ class TestPolicyAndTarget:
         assert decision.acts
         assert decision.target == A
         assert decision.policy == "rollback"
-        assert decision.incident is not None and decision.incident.startswith("shop/a-canary@")
+        assert decision.incident is not None and decision.incident.startswith("shop:a-canary:")
         assert core.rolled_back(A) == decision.incident
         assert core.rolled_back(B) is None
 
