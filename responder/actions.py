@@ -35,6 +35,8 @@ __all__ = [
     "RetryPolicy",
     "SafetyRules",
     "StepOutcome",
+    "RestorePoint",
+    "execute_restore",
     "execute_rollback",
 ]
 
@@ -121,6 +123,7 @@ class _Run:
     random: Callable[[], float]
     deployment: DeploymentView | None = None
     ingress: IngressView | None = None  # read alongside CHECK; used once by TRAFFIC_OFF's first attempt
+    restore: RestorePoint | None = None  # set for an undo
     outcomes: list[StepOutcome] = field(default_factory=list)
 
 
@@ -177,7 +180,7 @@ def _namespace_refusal(target: TargetRef) -> StepOutcome:
     )
 
 
-async def _run_step(run: _Run, step: Step) -> StepOutcome:
+async def _run_step(run: _Run, step: Step, *, bodies: _Bodies | None = None) -> StepOutcome:
     """Run one step's body, retrying retryable cluster errors; each retry starts again from a fresh read."""
     started = time.monotonic()
     memo = _Memo()
@@ -185,7 +188,7 @@ async def _run_step(run: _Run, step: Step) -> StepOutcome:
     while True:
         attempt += 1
         try:
-            result, before, after = await _BODIES[step](run, memo)
+            result, before, after = await (bodies or _BODIES)[step](run, memo)
         except _Refusal as refusal:
             return _refused(step, refusal, attempts=attempt, started=started)
         except ClusterError as exc:
@@ -265,7 +268,12 @@ async def _check(run: _Run, memo: _Memo) -> _Body:
     # The Ingress is read at the same time (a read, harmless even if the check then refuses): it saves the
     # traffic step one API round trip, which is most of its latency.
     deployment, run.ingress = await asyncio.gather(_read_canary(run), _read_ingress(run))
-    return StepResult.DONE, _deployment_facts(deployment), {}
+    facts = _deployment_facts(deployment)
+    if run.ingress is not None:  # the canary routing at decision time (weight, header, cookie), for the report
+        facts["ingress_annotations"] = {
+            k: v for k, v in run.ingress.annotations.items() if k.startswith(CANARY_ANNOTATION)
+        }
+    return StepResult.DONE, facts, {}
 
 
 async def _read_ingress(run: _Run) -> IngressView | None:
@@ -330,9 +338,115 @@ def _event_message(run: _Run) -> str:
     return "; ".join(parts)
 
 
-_BODIES: dict[Step, Callable[[_Run, _Memo], Awaitable[_Body]]] = {
+# -- restore (undo) ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestorePoint:
+    """What a rollback recorded and what it left: the undo puts ``replicas`` and ``annotation`` back, but only
+    while the live objects are still exactly as the rollback left them (same images, 0 replicas, traffic off)."""
+
+    replicas: int
+    annotation: str | None  # the canary annotation before the rollback; None: there was none (or no Ingress)
+    images: tuple[str, ...]
+    traffic_step: bool  # whether the rollback turned the Ingress off (and so the restore turns it back)
+
+
+async def execute_restore(
+    cluster: ClusterPort,
+    target: TargetRef,
+    *,
+    point: RestorePoint,
+    safety: SafetyRules,
+    retry: RetryPolicy,
+    dry_run: bool = False,
+    on_step: Callable[[StepOutcome], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    random: Callable[[], float] = _random.random,
+) -> list[StepOutcome]:
+    """Undo a rollback: check nothing changed since, scale back up, then let canary traffic in again.
+
+    The reverse order of the rollback: pods come back before the Ingress routes to them.
+    """
+    run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
+    run.restore = point
+    if target.namespace not in safety.allowed_namespaces:
+        await _finish(run, _namespace_refusal(target), on_step=on_step)
+        return run.outcomes
+    steps = [Step.CHECK, Step.SCALE_RESTORE, *([Step.TRAFFIC_RESTORE] if point.traffic_step else [])]
+    for step in steps:
+        outcome = await _run_step(run, step, bodies=_RESTORE_BODIES)
+        await _finish(run, outcome, on_step=on_step)
+        if outcome.result in _STOPPING_RESULTS:
+            break
+    return run.outcomes
+
+
+def _changed(what: str) -> _Refusal:
+    return _Refusal(FailureReason.CHANGED_SINCE, f"{what} changed since the rollback; not restoring", before={})
+
+
+async def _restore_check(run: _Run, memo: _Memo) -> _Body:
+    point = run.restore
+    assert point is not None
+    deployment, run.ingress = await asyncio.gather(_read_canary(run), _read_ingress(run))
+    scale = await run.cluster.get_scale(run.target.namespace, run.target.deployment)
+    facts = {**_deployment_facts(deployment), "scale": scale.replicas}
+    if tuple(deployment.images) != point.images:
+        raise _changed(f"the canary's images ({list(deployment.images)} vs {list(point.images)})")
+    if scale.replicas != 0:
+        raise _changed(f"the replica count (now {scale.replicas})")
+    current = run.ingress.annotations.get(CANARY_ANNOTATION) if run.ingress else None
+    if point.traffic_step and current != "false":
+        raise _changed(f"the Ingress canary annotation (now {current!r})")
+    return StepResult.DONE, facts, {}
+
+
+async def _scale_restore(run: _Run, memo: _Memo) -> _Body:
+    point = run.restore
+    assert point is not None
+    namespace, name = run.target.namespace, run.target.deployment
+    _, scale = await asyncio.gather(_read_canary(run), run.cluster.get_scale(namespace, name))
+    before = memo.first({"replicas": scale.replicas})
+    planned: dict[str, Any] = {"replicas": point.replicas}
+    if scale.replicas == point.replicas:
+        return _settled(before, planned)
+    if run.dry_run:
+        return StepResult.DRY_RUN, before, planned
+    scaled = await run.cluster.set_replicas(
+        namespace, name, replicas=point.replicas, resource_version=scale.resource_version
+    )
+    return StepResult.DONE, before, {"replicas": scaled.replicas}
+
+
+async def _traffic_restore(run: _Run, memo: _Memo) -> _Body:
+    point = run.restore
+    assert point is not None
+    namespace, name = run.target.namespace, run.target.ingress or ""
+    ingress = await run.cluster.get_ingress(namespace, name)
+    current = ingress.annotations.get(CANARY_ANNOTATION)
+    before = memo.first({"annotations": {CANARY_ANNOTATION: current}})
+    planned: dict[str, Any] = {"annotations": {CANARY_ANNOTATION: point.annotation}}
+    if current == point.annotation:
+        return _settled(before, planned)
+    if run.dry_run:
+        return StepResult.DRY_RUN, before, planned
+    patched = await run.cluster.set_ingress_annotations(
+        namespace, name, annotations={CANARY_ANNOTATION: point.annotation}, resource_version=ingress.resource_version
+    )
+    return StepResult.DONE, before, {"annotations": {CANARY_ANNOTATION: patched.annotations.get(CANARY_ANNOTATION)}}
+
+
+_Bodies = dict[Step, Callable[[_Run, _Memo], Awaitable[_Body]]]
+
+_BODIES: _Bodies = {
     Step.CHECK: _check,
     Step.TRAFFIC_OFF: _traffic_off,
     Step.SCALE_ZERO: _scale_zero,
     Step.EVENT: _event,
+}
+_RESTORE_BODIES: _Bodies = {
+    Step.CHECK: _restore_check,
+    Step.SCALE_RESTORE: _scale_restore,
+    Step.TRAFFIC_RESTORE: _traffic_restore,
 }

@@ -13,10 +13,13 @@ from aiohttp import web
 
 from responder.actions import RetryPolicy, SafetyRules
 from responder.adapters.kube import open_cluster
+from responder.admin import add_admin_routes
 from responder.config import Secrets, Settings
 from responder.core.decide import DecisionCore
 from responder.engine import Clock, Engine, EngineOptions, utc_now
+from responder.incidents import INCIDENTS, add_incident_routes
 from responder.metrics import Metrics
+from responder.outbox import build_outbox
 from responder.ports import ClusterPort
 from responder.store import AuditSink, Store
 from responder.web import RUNTIME, Services, create_app
@@ -84,6 +87,8 @@ def build_app(
     to their emulator); it is then not closed here.
     """
     app = create_app(settings, secrets)
+    add_admin_routes(app)
+    add_incident_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
@@ -92,6 +97,9 @@ def build_app(
         own_cluster = cluster is None
         live_cluster = cluster or await connect_cluster(settings, secrets)
         the_metrics = metrics or Metrics()
+        outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
+        await outbox.start()  # before the engine: resumed rollbacks may notify at once
+        app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
         engine = Engine(
             core=DecisionCore(settings.core()),
             store=store,
@@ -99,6 +107,7 @@ def build_app(
             metrics=the_metrics,
             options=engine_options(settings),
             clock=clock,
+            notice_hook=outbox.hook,
         )
         the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
         await engine.start()
@@ -109,6 +118,7 @@ def build_app(
         finally:
             app[RUNTIME].services = None
             await engine.stop()
+            await outbox.stop()
             await store.close()
             if own_cluster:
                 await live_cluster.close()

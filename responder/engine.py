@@ -14,17 +14,27 @@ but whose result was not; its steps are idempotent and those already done are sk
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from responder.actions import RetryPolicy, SafetyRules, StepOutcome, execute_rollback
+from responder.actions import (
+    CANARY_ANNOTATION,
+    RestorePoint,
+    RetryPolicy,
+    SafetyRules,
+    StepOutcome,
+    execute_restore,
+    execute_rollback,
+)
 from responder.core.decide import Decision, DecisionCore
-from responder.core.model import AlertEvent, Outcome, Step, StepResult, TargetRef
+from responder.core.model import AlertEvent, FailureReason, Outcome, Step, StepResult, TargetRef
 from responder.metrics import Metrics
 from responder.ports import ClusterPort
 from responder.store import RollbackRecord, Store, StoreUnavailable, iso
@@ -99,7 +109,8 @@ class Engine:
         self.options = options
         self.clock = clock
         self._queue: asyncio.Queue[tuple[AlertEvent, float]] = asyncio.Queue()
-        self._lanes: dict[str, asyncio.Queue[_Job]] = {}
+        self._lanes: dict[str, asyncio.Queue[Callable[[], Awaitable[None]]]] = {}
+        self._waiters: dict[int, asyncio.Future[list[Decision]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._decider: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -128,9 +139,14 @@ class Engine:
     async def _rebuild(self) -> None:
         since = self.clock() - self.options.replay_horizon
         replayed = await self.store.decided_events(since)
+        pauses = await self.store.pause_history()  # [(when, why or None)], oldest first
         for event, decided_at in replayed:
+            while pauses and pauses[0][0] <= decided_at:
+                self.core.set_paused(pauses.pop(0)[1])
             self.core.on_tick(decided_at)
             self.core.on_event(event, decided_at)
+        self.core.set_paused(await self.store.paused())
+        self.metrics.paused.set(1 if self.core.paused else 0)
         if replayed:
             log.info("rebuilt decision state from %d decided events", len(replayed))
 
@@ -222,8 +238,15 @@ class Engine:
             job.durable.set()
         for decision in decisions:
             self.metrics.events.labels(decision.outcome.value).inc()
+        self._wake_waiters(batch, decisions)
 
-    async def _write_until_done(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def _wake_waiters(self, batch: list[tuple[AlertEvent, float]], decisions: list[Decision]) -> None:
+        for event, _ in batch:
+            waiter = self._waiters.pop(event.event_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result([d for d in decisions if d.event.event_id == event.event_id])
+
+    async def _write_until_done(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Decisions already changed the core's state, so their record must not be dropped: retry until the
         database takes it (meanwhile webhooks are answered 503 and /readyz fails, so nothing new piles up)."""
         delay = 0.05
@@ -257,6 +280,8 @@ class Engine:
             if decision.outcome is Outcome.ROLLBACK and decision.incident in jobs_by_incident:
                 self._audit_intent(conn, jobs_by_incident[decision.incident], decision)
             kind = _NOTICE_KINDS.get(decision.outcome)
+            if kind == "held" and decision.reason.startswith(PAUSED_PREFIX):
+                kind = "paused_hold"
             if kind is not None:
                 self.notice(
                     conn, Notice(kind=kind, incident=decision.incident, target=target, data=_decision_data(decision))
@@ -283,7 +308,7 @@ class Engine:
         )
 
     def _audit_intent(self, conn: sqlite3.Connection, job: _Job, decision: Decision) -> None:
-        plan = [Step.CHECK, *([Step.TRAFFIC_OFF] if job.target.ingress else []), Step.SCALE_ZERO, Step.EVENT]
+        plan = _plan_steps(job.target)
         self.store.append_audit(
             conn,
             "rollback.intent",
@@ -300,19 +325,23 @@ class Engine:
     # -- acting --
 
     def _dispatch(self, job: _Job) -> None:
-        lane = self._lanes.get(job.target.key)
+        self._enqueue(job.target.key, lambda: self._execute(job))
+
+    def _enqueue(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` in the target's lane, after whatever the lane already holds (rollbacks, restores)."""
+        lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[job.target.key] = asyncio.Queue()
-            task = asyncio.create_task(self._lane(job.target.key, lane), name=f"lane-{job.target.key}")
+            lane = self._lanes[key] = asyncio.Queue()
+            task = asyncio.create_task(self._lane(key, lane), name=f"lane-{key}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        lane.put_nowait(job)
+        lane.put_nowait(work)
 
-    async def _lane(self, key: str, lane: asyncio.Queue[_Job]) -> None:
+    async def _lane(self, key: str, lane: asyncio.Queue[Callable[[], Awaitable[None]]]) -> None:
         """Serial executor for one target; ends (and is recreated on demand) when its queue is empty."""
         try:
             while not lane.empty():
-                await self._execute(lane.get_nowait())
+                await lane.get_nowait()()
         finally:
             self._lanes.pop(key, None)
 
@@ -374,7 +403,165 @@ class Engine:
             conn, Notice(kind="rollback", incident=job.incident, target=job.target.key, data={"status": status})
         )
 
+    # -- admin operations (replay, restore, pause) --
 
+    async def set_paused(self, *, paused: bool, actor: str, reason: str) -> dict[str, Any]:
+        """Flip the kill switch; durable (survives restarts) and audited. Pausing takes effect at once."""
+        state = {"paused": paused, "actor": actor, "reason": reason, "at": iso(self.clock())}
+        if paused:
+            self.core.set_paused(f"by {actor}: {reason}")
+        await self._write_until_done(lambda conn: self.store.record_pause(conn, state))
+        if not paused:
+            self.core.set_paused(None)
+        self.metrics.paused.set(1 if paused else 0)
+        return state
+
+    def preview(self, events: Sequence[AlertEvent], *, force: bool) -> list[Decision]:
+        """What the core would decide for these events now, on a copy of its state: nothing changes."""
+        core, now = copy.deepcopy(self.core), self.clock()
+        decisions: list[Decision] = []
+        for event in events:
+            decisions.extend(core.on_event(dataclasses.replace(event, forced=force), now))
+        return decisions
+
+    async def replay(
+        self,
+        raw: bytes,
+        events: Sequence[AlertEvent],
+        meta: dict[str, Any],
+        *,
+        force: bool,
+        actor: str,
+        within: float = 10.0,
+    ) -> tuple[list[AlertEvent], list[Decision]]:
+        """Feed stored or supplied alerts through the normal path (durable, audited, decided, executed) and
+        return their decisions once made."""
+        forced = [dataclasses.replace(event, forced=force) for event in events]
+        stored = await self.accept(raw, forced, meta, received_at=time.time(), source=f"replay:{actor}")
+        loop = asyncio.get_running_loop()
+        waiters = [self._waiters.setdefault(e.event_id, loop.create_future()) for e in stored]
+        async with asyncio.timeout(within):
+            results = await asyncio.gather(*waiters)
+        return stored, [d for decisions in results for d in decisions]
+
+    def plan(self, target: TargetRef) -> list[str]:
+        return [s.value for s in _plan_steps(target)]
+
+    async def restore(self, namespace: str, deployment: str, *, actor: str, dry_run: bool) -> RestoreResult:
+        """Undo the last rollback of a target in its lane; refused when the live objects changed since."""
+        record = await self.store.latest_rollback(f"{namespace}/{deployment}")
+        point = restore_point(record) if record is not None else None
+        if record is None or point is None:
+            return RestoreResult(
+                status="refused",
+                incident=None,
+                outcomes=[],
+                reason=FailureReason.NOTHING_TO_RESTORE,
+                message=f"no completed rollback of {namespace}/{deployment} to restore",
+            )
+        target = TargetRef(record.namespace, record.deployment, record.ingress)
+        done: asyncio.Future[RestoreResult] = asyncio.get_running_loop().create_future()
+
+        async def work() -> None:
+            try:
+                done.set_result(await self._restore(record, target, point, actor=actor, dry_run=dry_run))
+            except Exception as exc:  # surfaced to the caller; the lane goes on
+                done.set_exception(exc)
+
+        self._enqueue(target.key, work)
+        return await done
+
+    async def _restore(
+        self, record: RollbackRecord, target: TargetRef, point: RestorePoint, *, actor: str, dry_run: bool
+    ) -> RestoreResult:
+        incident = record.incident
+        await self._write_until_done(
+            lambda conn: self.store.append_audit(
+                conn,
+                "restore.intent",
+                {"incident": incident, "dry_run": dry_run, "point": dataclasses.asdict(point)},
+                target=target.key,
+                actor=actor,
+            )
+        )
+
+        async def on_step(outcome: StepOutcome) -> None:
+            data = _step_data(incident, outcome)
+            self.metrics.actions.labels(outcome.step.value, outcome.result.value).inc()
+            await self._write_until_done(
+                lambda conn: self.store.append_audit(conn, "restore.action", data, target=target.key, actor=actor)
+            )
+
+        outcomes = await execute_restore(
+            self.cluster,
+            target,
+            point=point,
+            safety=self.options.safety,
+            retry=self.options.retry,
+            dry_run=dry_run,
+            on_step=on_step,
+        )
+        status = {"done": "restored"}.get(_final_status(outcomes), _final_status(outcomes))
+        stopped = next((o for o in outcomes if o.result in (StepResult.REFUSED, StepResult.FAILED)), None)
+        if status == "restored":
+            self.core.mark_live(target)
+        await self._write_until_done(lambda conn: self._record_restore(conn, incident, target, status, actor))
+        return RestoreResult(
+            status=status,
+            incident=incident,
+            outcomes=outcomes,
+            reason=stopped.reason if stopped else None,
+            message=stopped.message if stopped else "",
+        )
+
+    def _record_restore(
+        self, conn: sqlite3.Connection, incident: str, target: TargetRef, status: str, actor: str
+    ) -> None:
+        if status == "restored":
+            self.store.update_rollback(conn, incident, status="restored")
+        data = {"incident": incident, "status": status, "actor": actor}
+        self.store.append_audit(conn, "restore.result", data, target=target.key, actor=actor)
+        self.notice(
+            conn,
+            Notice(
+                kind="restored" if status == "restored" else "restore_" + status,
+                incident=incident,
+                target=target.key,
+                data=data,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResult:
+    status: str  # restored | refused | failed | dry_run
+    incident: str | None
+    outcomes: list[StepOutcome]
+    reason: FailureReason | None = None
+    message: str = ""
+
+
+def restore_point(record: RollbackRecord) -> RestorePoint | None:
+    """What the rollback recorded before changing anything; None when it never scaled the canary down."""
+    scale = record.steps.get(Step.SCALE_ZERO.value)
+    if record.status not in ("done", "failed") or not scale or scale.get("result") not in ("done", "noop"):
+        return None
+    traffic = record.steps.get(Step.TRAFFIC_OFF.value)
+    check = record.steps.get(Step.CHECK.value, {})
+    annotation = traffic["before"].get("annotations", {}).get(CANARY_ANNOTATION) if traffic else None
+    return RestorePoint(
+        replicas=int(scale["before"].get("replicas", 0)),
+        annotation=annotation,
+        images=tuple(check.get("before", {}).get("images", [])),
+        traffic_step=bool(traffic and traffic.get("result") in ("done", "noop")),
+    )
+
+
+def _plan_steps(target: TargetRef) -> list[Step]:
+    return [Step.CHECK, *([Step.TRAFFIC_OFF] if target.ingress else []), Step.SCALE_ZERO, Step.EVENT]
+
+
+PAUSED_PREFIX = "responder paused"
 _NOTICE_KINDS = {
     Outcome.HELD: "held",
     Outcome.REFUSED: "refused",

@@ -36,7 +36,20 @@ class Metrics:
         )
         self.backlog = Gauge("canary_responder_engine_backlog", "Accepted alert events not yet decided.", registry=r)
         self.audit_length = Gauge("canary_responder_audit_chain_length", "Entries in the audit hash chain.", registry=r)
+        self.paused = Gauge("canary_responder_paused", "1 while an admin has paused the responder.", registry=r)
         self.rollbacks = Counter("canary_responder_rollbacks", "Rollbacks by final status.", ["status"], registry=r)
+        self.outbox_depth = Gauge(
+            "canary_responder_outbox_depth", "Notifications waiting to be delivered (Slack outbox).", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "canary_responder_outbox_oldest_age_seconds", "Age of the oldest undelivered notification.", registry=r
+        )
+        self.notifications = Counter(
+            "canary_responder_notification_deliveries",
+            "Notification delivery attempts by result (delivered, retry, failed) and failure reason.",
+            ["result", "reason"],
+            registry=r,
+        )
 
     def bind_gauges(self, *, backlog: Callable[[], float], audit_length: Callable[[], float]) -> None:
         self.backlog.set_function(backlog)

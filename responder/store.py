@@ -14,6 +14,7 @@ which itself is kept in ``notifications`` for replay, so editing either is detec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import sqlite3
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, notification_id INTEGER NOT NULL, fingerprint TEXT NOT NULL, status TEXT NOT NULL,
     starts_at TEXT NOT NULL, ends_at TEXT, labels TEXT NOT NULL, annotations TEXT NOT NULL,
-    generator_url TEXT NOT NULL, received_at REAL NOT NULL, decided_at TEXT
+    generator_url TEXT NOT NULL, received_at REAL NOT NULL, decided_at TEXT, forced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_undecided ON events (id) WHERE decided_at IS NULL;
 CREATE INDEX IF NOT EXISTS events_decided_at ON events (decided_at);
@@ -60,7 +61,25 @@ CREATE TABLE IF NOT EXISTS rollbacks (
     dry_run INTEGER NOT NULL, steps TEXT NOT NULL DEFAULT '{}', cites TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, incident TEXT NOT NULL, kind TEXT NOT NULL, role TEXT NOT NULL, target TEXT,
+    data TEXT NOT NULL, created_at REAL NOT NULL, state TEXT NOT NULL, next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, claimed_at REAL, delivered_at REAL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident, id);
+CREATE TABLE IF NOT EXISTS outbox_alerts (fingerprint TEXT PRIMARY KEY, incident TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incident_notes (
+    incident TEXT PRIMARY KEY, channel TEXT, ts TEXT, metrics TEXT
+);
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added after a database may have been created (CREATE TABLE IF NOT EXISTS does not add them)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "forced" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
 
 
 class StoreUnavailable(Exception):
@@ -143,6 +162,26 @@ class RollbackRecord:
     cites: list[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One notification to deliver. ``role`` is ``incident`` for the first message about an incident and
+    ``followup`` for later ones (thread replies)."""
+
+    id: int
+    incident: str
+    kind: str
+    role: str
+    target: str | None
+    data: dict[str, Any]
+    created_at: float
+    state: str
+    attempts: int
+    last_error: str | None
+
+
+_OUTBOX_COLUMNS = "id, incident, kind, role, target, data, created_at, state, attempts, last_error"
+
+
 class Store:
     """The responder's database. Create with :meth:`open`, stop with :meth:`close`."""
 
@@ -182,6 +221,7 @@ class Store:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=2000")
         conn.executescript(_SCHEMA)
+        _migrate(conn)
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self._chain = _Chain(row[0], row[1]) if row else _Chain()
         self._conn = conn
@@ -338,7 +378,7 @@ class Store:
     ) -> AlertEvent:
         cursor = conn.execute(
             "INSERT INTO events (notification_id, fingerprint, status, starts_at, ends_at, labels, annotations,"
-            " generator_url, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            " generator_url, received_at, forced) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 nid,
                 event.fingerprint,
@@ -349,6 +389,7 @@ class Store:
                 canonical(dict(event.annotations)).decode(),
                 event.generator_url,
                 received_at,
+                int(event.forced),
             ),
         )
         stored = _with_ids(event, event_id=int(cursor.lastrowid or 0), notification_id=nid)
@@ -378,7 +419,7 @@ class Store:
     ) -> list[tuple[AlertEvent, Any]]:
         sql = (
             f"SELECT id, notification_id, fingerprint, status, starts_at, ends_at, labels, annotations,"
-            f" generator_url, {extra} FROM events WHERE {where} ORDER BY {order}"
+            f" generator_url, {extra}, forced FROM events WHERE {where} ORDER BY {order}"
         )
         return [(_row_event(row), row[9]) for row in self._require().execute(sql, args)]
 
@@ -435,6 +476,39 @@ class Store:
 
         return await self._run(read)
 
+    def record_pause(self, conn: sqlite3.Connection, state: dict[str, Any]) -> None:
+        """Persist the kill switch and audit the flip (call inside a write)."""
+        conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('pause', ?)", (canonical(state).decode(),))
+        kind = "pause" if state["paused"] else "resume"
+        self.append_audit(conn, kind, state, actor=str(state["actor"]))
+
+    async def pause_state(self) -> dict[str, Any] | None:
+        raw = await self.get_kv("pause")
+        return orjson.loads(raw) if raw else None
+
+    async def paused(self) -> str | None:
+        """Why the responder is paused (as the core describes it), or None."""
+        state = await self.pause_state()
+        return _pause_reason(state) if state else None
+
+    async def pause_history(self) -> list[tuple[datetime, str | None]]:
+        """Every pause and resume, oldest first, for rebuilding the core's view of time."""
+
+        def read() -> list[tuple[datetime, str | None]]:
+            sql = "SELECT data FROM audit WHERE kind IN ('pause', 'resume') ORDER BY seq"
+            states = [orjson.loads(row[0]) for row in self._require().execute(sql)]
+            return [(parse_iso(state["at"]), _pause_reason(state)) for state in states]
+
+        return await self._run(read)
+
+    async def latest_rollback(self, target: str) -> RollbackRecord | None:
+        def read() -> RollbackRecord | None:
+            sql = "SELECT * FROM rollbacks WHERE target=? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            row = self._require().execute(sql, (target,)).fetchone()
+            return _row_rollback(row) if row else None
+
+        return await self._run(read)
+
     async def get_kv(self, key: str) -> str | None:
         def read() -> str | None:
             row = self._require().execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
@@ -448,13 +522,150 @@ class Store:
             lambda conn: conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('probe', ?)", (str(time.time()),))
         )
 
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` on the store's thread (sees everything committed so far)."""
+        return await self._run(lambda: fn(self._require()))
+
+    # -- notification outbox (the write functions run inside a transaction) --
+
+    @staticmethod
+    def insert_outbox(
+        conn: sqlite3.Connection,
+        *,
+        incident: str,
+        kind: str,
+        target: str | None,
+        data: dict[str, Any],
+        now: float,
+        state: str = "pending",
+        fingerprints: Sequence[str] = (),
+    ) -> int:
+        """Queue one notification; the first for an incident is its message, later ones are follow-ups."""
+        first = conn.execute("SELECT 1 FROM outbox WHERE incident=? LIMIT 1", (incident,)).fetchone() is None
+        cursor = conn.execute(
+            "INSERT INTO outbox (incident, kind, role, target, data, created_at, state, next_attempt_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (incident, kind, "incident" if first else "followup", target, canonical(data).decode(), now, state, now),
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO outbox_alerts (fingerprint, incident) VALUES (?,?)",
+            [(fp, incident) for fp in fingerprints],
+        )
+        return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def incident_for_alert(conn: sqlite3.Connection, fingerprint: str) -> str | None:
+        row = conn.execute("SELECT incident FROM outbox_alerts WHERE fingerprint=?", (fingerprint,)).fetchone()
+        return str(row[0]) if row else None
+
+    @staticmethod
+    def claim_outbox(conn: sqlite3.Connection, *, now: float, limit: int = 20) -> list[OutboxRow]:
+        """Due pending rows, oldest first, skipping any whose incident has an earlier undelivered row (a
+        thread reply needs its parent's ``ts``). A claimed row stays pending until finished, so a crash
+        between sending and recording it means it is sent again after the restart (at-least-once)."""
+        rows = conn.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS o WHERE state='pending' AND next_attempt_at <= ? AND NOT"
+            " EXISTS (SELECT 1 FROM outbox AS e WHERE e.incident = o.incident AND e.id < o.id AND"
+            " e.state = 'pending') ORDER BY id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        conn.executemany("UPDATE outbox SET claimed_at=? WHERE id=?", [(now, row[0]) for row in rows])
+        return [_row_outbox(row) for row in rows]
+
+    @staticmethod
+    def finish_outbox(
+        conn: sqlite3.Connection,
+        row_id: int,
+        *,
+        state: str,
+        now: float,
+        retry_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record one delivery attempt: ``delivered``, ``pending`` again (with ``retry_at``) or ``failed``."""
+        conn.execute(
+            "UPDATE outbox SET state=?, attempts=attempts+1, next_attempt_at=COALESCE(?, next_attempt_at),"
+            " delivered_at=CASE WHEN ?='delivered' THEN ? ELSE delivered_at END, last_error=? WHERE id=?",
+            (state, retry_at, state, now, error, row_id),
+        )
+
+    @staticmethod
+    def note_incident(
+        conn: sqlite3.Connection,
+        incident: str,
+        *,
+        channel: str | None = None,
+        ts: str | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember the Slack message of an incident (for thread replies) and the metrics it showed."""
+        conn.execute(
+            "INSERT INTO incident_notes (incident, channel, ts, metrics) VALUES (?,?,?,?) ON CONFLICT (incident)"
+            " DO UPDATE SET channel=COALESCE(excluded.channel, channel), ts=COALESCE(excluded.ts, ts),"
+            " metrics=COALESCE(excluded.metrics, metrics)",
+            (incident, channel, ts, canonical(metrics).decode() if metrics is not None else None),
+        )
+
+    @staticmethod
+    def outbox_backlog(conn: sqlite3.Connection) -> tuple[int, float | None]:
+        """(rows waiting to be delivered, creation time of the oldest of them)."""
+        row = conn.execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state='pending'").fetchone()
+        return int(row[0]), row[1]
+
+    @staticmethod
+    def next_outbox_due(conn: sqlite3.Connection) -> float | None:
+        row = conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state='pending'").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    @staticmethod
+    def outbox_rows(conn: sqlite3.Connection, incident: str) -> list[OutboxRow]:
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE incident=? ORDER BY id"
+        return [_row_outbox(row) for row in conn.execute(sql, (incident,))]
+
+    @staticmethod
+    def incident_note(conn: sqlite3.Connection, incident: str) -> dict[str, Any]:
+        row = conn.execute("SELECT channel, ts, metrics FROM incident_notes WHERE incident=?", (incident,)).fetchone()
+        if row is None:
+            return {}
+        return {"channel": row[0], "ts": row[1], "metrics": orjson.loads(row[2]) if row[2] else None}
+
+    @staticmethod
+    def event_facts(conn: sqlite3.Connection, event_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Stored alert events as plain data (what notifications and incident reports cite)."""
+        marks = ",".join("?" * len(event_ids))
+        sql = (
+            "SELECT id, notification_id, fingerprint, status, starts_at, ends_at, labels, annotations,"
+            f" generator_url FROM events WHERE id IN ({marks}) ORDER BY id"
+        )
+        keys = ("event_id", "notification_id", "fingerprint", "status", "starts_at", "ends_at")
+        return [
+            {
+                **dict(zip(keys, row[:6], strict=True)),
+                "labels": orjson.loads(row[6]),
+                "annotations": orjson.loads(row[7]),
+                "generator_url": row[8],
+            }
+            for row in conn.execute(sql, tuple(event_ids))
+        ]
+
     # -- reading the audit log --
 
     async def audit_entries(
-        self, *, after: int = 0, limit: int = 100, target: str | None = None, kind: str | None = None
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        target: str | None = None,
+        kind: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> list[AuditEntry]:
         return await self._run(
-            lambda: list(read_audit(self._require(), after=after, limit=limit, target=target, kind=kind))
+            lambda: list(
+                read_audit(
+                    self._require(), after=after, limit=limit, target=target, kind=kind, since=since, until=until
+                )
+            )
         )
 
     async def verify(self) -> VerifyReport:
@@ -468,14 +679,19 @@ def read_audit(
     limit: int = 100,
     target: str | None = None,
     kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
     newest_first: bool = False,
 ) -> Iterator[AuditEntry]:
+    """Entries after seq ``after``, filtered by target, kind and an ISO-8601 UTC time range [since, until)."""
     order = "DESC" if newest_first else "ASC"
     sql = (
-        f"SELECT seq, ts, kind, target, actor, data, prev, hash FROM audit WHERE seq > ? AND (? IS NULL OR"
-        f" target = ?) AND (? IS NULL OR kind = ?) ORDER BY seq {order} LIMIT ?"
+        f"SELECT seq, ts, kind, target, actor, data, prev, hash FROM audit WHERE seq > ?"
+        f" AND (? IS NULL OR target = ?) AND (? IS NULL OR kind = ?)"
+        f" AND (? IS NULL OR ts >= ?) AND (? IS NULL OR ts < ?) ORDER BY seq {order} LIMIT ?"
     )
-    for row in conn.execute(sql, (after, target, target, kind, kind, limit)):
+    args = (after, target, target, kind, kind, since, since, until, until, limit)
+    for row in conn.execute(sql, args):
         yield AuditEntry(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), row[6], row[7])
 
 
@@ -529,17 +745,7 @@ def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _with_ids(event: AlertEvent, *, event_id: int, notification_id: int) -> AlertEvent:
-    return AlertEvent(
-        fingerprint=event.fingerprint,
-        status=event.status,
-        starts_at=event.starts_at,
-        ends_at=event.ends_at,
-        labels=event.labels,
-        annotations=event.annotations,
-        generator_url=event.generator_url,
-        event_id=event_id,
-        notification_id=notification_id,
-    )
+    return dataclasses.replace(event, event_id=event_id, notification_id=notification_id)
 
 
 def _event_summary(event: AlertEvent) -> dict[str, Any]:
@@ -552,6 +758,7 @@ def _event_summary(event: AlertEvent) -> dict[str, Any]:
         "ends_at": iso(event.ends_at) if event.ends_at else None,
         "alertname": event.alertname,
         "labels": dict(event.labels),
+        **({"forced": True} if event.forced else {}),
     }
 
 
@@ -566,7 +773,27 @@ def _row_event(row: Sequence[Any]) -> AlertEvent:
         labels=orjson.loads(row[6]),
         annotations=orjson.loads(row[7]),
         generator_url=row[8],
+        forced=bool(row[10]),
     )
+
+
+def _row_outbox(row: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row[0],
+        incident=row[1],
+        kind=row[2],
+        role=row[3],
+        target=row[4],
+        data=orjson.loads(row[5]),
+        created_at=row[6],
+        state=row[7],
+        attempts=row[8],
+        last_error=row[9],
+    )
+
+
+def _pause_reason(state: dict[str, Any]) -> str | None:
+    return f"by {state['actor']}: {state['reason']}" if state.get("paused") else None
 
 
 def _row_rollback(row: Sequence[Any]) -> RollbackRecord:

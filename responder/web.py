@@ -118,7 +118,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
         notification, raw = await _parse_webhook(request)
         stored = await _accept(request, services, notification, raw, received_at)
     except Rejection as rejection:
-        await _record_rejection(request, services, rejection)
+        await record_rejection(request, services, rejection)
         return error_response(rejection)
     services.metrics.webhooks.labels("accepted").inc()
     if notification.truncatedAlerts:
@@ -193,8 +193,9 @@ async def _accept(
         raise Rejection(503, "store_unavailable", "the inbox cannot be written right now; retry later") from None
 
 
-async def _record_rejection(request: web.Request, services: Services, rejection: Rejection) -> None:
-    services.metrics.webhooks.labels("unavailable" if rejection.status == 503 else "rejected").inc()
+async def record_rejection(request: web.Request, services: Services, rejection: Rejection) -> None:
+    if request.path == "/api/v1/alerts":
+        services.metrics.webhooks.labels("unavailable" if rejection.status == 503 else "rejected").inc()
     services.metrics.rejected.labels(rejection.reason).inc()
     log.warning(
         "rejected %s %s from %s: %d %s: %s",

@@ -24,7 +24,8 @@ WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
 WEBHOOK_TOKEN_NEXT = "wh-token-next-fedcba9876543210"
 ADMIN_TOKEN = "admin-token-5f4dcc3b5aa765d61d83"
 BASIC_PASSWORD = "basic-pw-3c59dc048e8850243be8"
-ALL_SECRETS = (WEBHOOK_TOKEN, WEBHOOK_TOKEN_NEXT, ADMIN_TOKEN, BASIC_PASSWORD)
+READ_TOKEN = "read-token-8277e0910d750195b448"
+ALL_SECRETS = (WEBHOOK_TOKEN, WEBHOOK_TOKEN_NEXT, ADMIN_TOKEN, BASIC_PASSWORD, READ_TOKEN)
 
 
 def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **overrides: Any) -> Path:
@@ -36,6 +37,7 @@ def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **over
         "webhook-next": WEBHOOK_TOKEN_NEXT,
         "admin": ADMIN_TOKEN,
         "basic": BASIC_PASSWORD,
+        "read": READ_TOKEN,
     }.items():
         (secrets / name).write_text(value + "\n")
     document: dict[str, Any] = {
@@ -46,6 +48,7 @@ def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **over
                 "basic": {"username": "alertmanager", "password": {"file": str(secrets / "basic")}},
             },
             "admin_token": {"file": str(secrets / "admin")},
+            "read_token": {"file": str(secrets / "read")},
         },
         "kubernetes": {"mode": "url", "url": kube_url, "request_timeout": "2s"},
         "safety": {"allowed_namespaces": ["shop", "pay"]},

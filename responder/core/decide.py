@@ -13,7 +13,9 @@ Rules, in the order they are applied to an event:
 5. target already rolled back: inside the coalescing window -> COALESCED into that rollback, later inside the
    cooldown -> SUPPRESSED;
 6. persist policy before its deadline -> PENDING (a tick at the deadline re-asks the core);
-7. global cap of rollbacks per window reached -> HELD; otherwise ROLLBACK.
+7. responder paused by an admin -> HELD; global cap of rollbacks per window reached -> HELD; otherwise ROLLBACK.
+An admin replay with ``force`` skips rules 1, 3 and 5 (dedupe, staleness, cooldown), never the cap, the pause,
+the target mapping or the executor's live safety checks.
 """
 
 from __future__ import annotations
@@ -106,12 +108,17 @@ class DecisionCore:
         self._rolled_back: dict[str, _Rollback] = {}
         self._recent: deque[datetime] = deque()
         self._pending: dict[str, _Pending] = {}
+        self.paused: str | None = None  # why and by whom, while an admin has paused the responder
 
     # -- inputs --
 
+    def set_paused(self, why: str | None) -> None:
+        """While paused every decision that would act is HELD instead, and nothing is marked rolled back."""
+        self.paused = why
+
     def on_event(self, event: AlertEvent, now: datetime) -> list[Decision]:
         self._expire(now)
-        if self._seen.get(event.identity) is not None:
+        if self._seen.get(event.identity) is not None and not event.forced:
             self._seen.put(event.identity, True, now)  # a repeat keeps the identity remembered
             return [Decision(outcome=Outcome.DUPLICATE, event=event, reason="already seen")]
         self._seen.put(event.identity, True, now)
@@ -174,7 +181,7 @@ class DecisionCore:
 
     def _on_firing(self, event: AlertEvent, now: datetime) -> list[Decision]:
         resolved_start = self._resolved.get(event.fingerprint)
-        if isinstance(resolved_start, datetime) and event.starts_at <= resolved_start:
+        if isinstance(resolved_start, datetime) and event.starts_at <= resolved_start and not event.forced:
             return [Decision(outcome=Outcome.STALE, event=event, reason="a resolution of this alert was already seen")]
         policy = select_policy(self.settings.policies, event.labels)
         resolved = resolve_target(self.settings.targets, event.labels, self.settings.allowed_namespaces)
@@ -193,7 +200,7 @@ class DecisionCore:
             return [Decision(outcome=Outcome.REFUSED, event=event, policy=policy.name, reason=resolved.reason)]
         if policy.mode is PolicyMode.PERSIST:
             deadline = event.starts_at + policy.persist_for
-            if deadline > now and self._rolled_back.get(resolved.target.key) is None:
+            if deadline > now and (event.forced or self._rolled_back.get(resolved.target.key) is None):
                 return [self._hold_until(event, resolved.target, policy, deadline)]
         return [self._act(event, resolved.target, policy, now, f"policy {policy.name!r}")]
 
@@ -214,11 +221,13 @@ class DecisionCore:
                 outcome=outcome, event=event, target=target, policy=policy.name, reason=reason, incident=incident
             )
 
-        done = self._rolled_back.get(target.key)
+        done = None if event.forced else self._rolled_back.get(target.key)
         if done is not None and now < done.at + self.settings.coalesce_window:
             return verdict(Outcome.COALESCED, "joined the rollback under way", done.incident)
         if done is not None:
             return verdict(Outcome.SUPPRESSED, "target already rolled back; in cooldown", done.incident)
+        if self.paused is not None:
+            return verdict(Outcome.HELD, f"responder paused ({self.paused}); nothing is executed")
         if len(self._recent) >= self.settings.cap_max:
             cap = f"{self.settings.cap_max} rollbacks per {self.settings.cap_window}"
             return verdict(Outcome.HELD, f"global cap of {cap} reached; a human must decide")

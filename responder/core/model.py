@@ -46,6 +46,8 @@ class Step(enum.StrEnum):
     TRAFFIC_OFF = "traffic_off"  # disable the canary Ingress
     SCALE_ZERO = "scale_zero"  # scale the canary Deployment to zero through /scale
     EVENT = "event"  # emit a Kubernetes Event on the Deployment
+    SCALE_RESTORE = "scale_restore"  # restore: put the recorded replica count back
+    TRAFFIC_RESTORE = "traffic_restore"  # restore: put the recorded canary annotation back
 
 
 class StepResult(enum.StrEnum):
@@ -69,6 +71,8 @@ class FailureReason(enum.StrEnum):
     INVALID = "invalid"
     NOT_CANARY = "not_canary"
     NAMESPACE_NOT_ALLOWED = "namespace_not_allowed"
+    CHANGED_SINCE = "changed_since_rollback"  # restore refused: someone changed the canary after the rollback
+    NOTHING_TO_RESTORE = "nothing_to_restore"
 
     @property
     def retryable(self) -> bool:
@@ -110,6 +114,7 @@ class AlertEvent:
     generator_url: str = ""
     event_id: int = 0  # inbox row id; 0 for events that were never stored (dry-run replays)
     notification_id: int = 0
+    forced: bool = False  # an admin replay with force: bypasses dedupe and cooldown, never the safety checks
 
     @property
     def identity(self) -> tuple[str, AlertStatus, datetime]:

@@ -1,0 +1,339 @@
+"""The operator API: replay, restore, pause/resume, status and the audit log, over HTTP.
+
+Roles come from the bearer token: the admin token may do everything; the optional read token may read (status,
+audit, incidents); the webhook credentials may only post alerts. No or unknown credentials give 401, known ones
+without the right give 403. Every mutating call is audited with its actor. Bodies are validated with pydantic
+(422 naming the field), path parameters must be Kubernetes names (400).
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from responder import __version__
+from responder.core.decide import Decision
+from responder.core.model import TargetRef
+from responder.core.rules import is_dns_label, is_dns_subdomain
+from responder.core.webhook import WebhookNotification, to_event
+from responder.engine import Saturated
+from responder.store import AuditEntry, StoreUnavailable, iso
+from responder.web import (
+    RUNTIME,
+    SECRETS,
+    SETTINGS,
+    Rejection,
+    error_response,
+    json_response,
+    record_rejection,
+    webhook_authorized,
+)
+
+
+class Role(enum.IntEnum):
+    WEBHOOK = 1
+    READ = 2
+    ADMIN = 3
+
+
+def caller_role(request: web.Request) -> Role | None:
+    secrets = request.app[SECRETS]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    given = value.strip().encode()
+    if scheme.lower() == "bearer":
+        is_admin = hmac.compare_digest(given, secrets.admin_token.get_secret_value().encode())
+        read = secrets.read_token.get_secret_value().encode() if secrets.read_token else None
+        is_reader = read is not None and hmac.compare_digest(given, read)
+        if is_admin:
+            return Role.ADMIN
+        if is_reader:
+            return Role.READ
+    return Role.WEBHOOK if webhook_authorized(request, secrets) else None
+
+
+def require(request: web.Request, need: Role) -> None:
+    role = caller_role(request)
+    if role is None:
+        raise Rejection(401, "unauthorized", "missing or invalid credentials")
+    if role < need:
+        raise Rejection(403, "forbidden", f"this endpoint needs the {need.name.lower()} token")
+
+
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9@._:+-]+$")]
+Reason = Annotated[str, StringConstraints(max_length=500)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PauseBody(_Body):
+    actor: Actor = "admin"
+    reason: Reason = ""
+
+
+class ReplayBody(_Body):
+    notification_id: Annotated[int, Field(ge=1)] | None = None
+    payload: WebhookNotification | None = None
+    dry_run: bool = True
+    force: bool = False
+    actor: Actor = "admin"
+
+
+class RestoreBody(_Body):
+    dry_run: bool = False
+    actor: Actor = "admin"
+
+
+async def _body(request: web.Request, model: type[_Body]) -> Any:
+    raw = await request.read() if request.can_read_body else b""
+    try:
+        document = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise Rejection(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)[:50]
+        ]
+        raise Rejection(422, "schema", "the request body is not valid", errors=errors) from None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def guarded(need: Role) -> Callable[[Handler], Handler]:
+    """Decorator: authorization first, then the handler; Rejections become JSON errors."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                require(request, need)
+                return await handler(request)
+            except Rejection as rejection:
+                await record_rejection(request, request.app[RUNTIME].require(), rejection)
+                return error_response(rejection)
+
+        return run
+
+    return wrap
+
+
+# -- status and pause --
+
+
+@guarded(Role.READ)
+async def status(request: web.Request) -> web.Response:
+    services = request.app[RUNTIME].require()
+    settings = request.app[SETTINGS]
+    pause = await services.store.pause_state() or {"paused": False}
+    return json_response(
+        {
+            "version": __version__,
+            "dry_run": settings.dry_run,
+            "paused": pause,
+            "leader": True,
+            "backlog": services.engine.backlog,
+            "audit": {"length": services.store.chain_length, "head": services.store.chain_head},
+        }
+    )
+
+
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
+    body: PauseBody = await _body(request, PauseBody)
+    state = await request.app[RUNTIME].require().engine.set_paused(paused=paused, actor=body.actor, reason=body.reason)
+    return json_response(state)
+
+
+@guarded(Role.ADMIN)
+async def pause(request: web.Request) -> web.Response:
+    return await _set_paused(request, True)
+
+
+@guarded(Role.ADMIN)
+async def resume(request: web.Request) -> web.Response:
+    return await _set_paused(request, False)
+
+
+# -- replay --
+
+
+@guarded(Role.ADMIN)
+async def replay(request: web.Request) -> web.Response:
+    body: ReplayBody = await _body(request, ReplayBody)
+    services = request.app[RUNTIME].require()
+    raw, notification, source = await _replay_source(services.store, body)
+    events = [to_event(alert) for alert in notification.alerts]
+    result: dict[str, Any] = {"dry_run": body.dry_run, "force": body.force, "source": source, "actor": body.actor}
+    if body.dry_run:
+        decisions = services.engine.preview(events, force=body.force)
+    else:
+        meta = {
+            "group_key": notification.groupKey,
+            "receiver": notification.receiver,
+            "external_url": notification.externalURL,
+            "status": notification.status,
+            "replay_of": source,
+        }
+        try:
+            stored, decisions = await services.engine.replay(raw, events, meta, force=body.force, actor=body.actor)
+        except (Saturated, StoreUnavailable) as exc:
+            raise Rejection(503, "unavailable", str(exc)) from None
+        except TimeoutError:
+            raise Rejection(504, "timeout", "the replayed alerts were stored but not decided in time") from None
+        result["notification_id"] = stored[0].notification_id
+    result["decisions"] = [_decision_json(d) for d in decisions]
+    result["plan"] = [
+        {"target": d.target.key, "incident": d.incident, "steps": services.engine.plan(d.target)}
+        for d in decisions
+        if d.acts and d.target is not None
+    ]
+    audit = {k: v for k, v in result.items() if k != "plan"}
+    await services.store.audit("replay", audit, actor=f"admin:{body.actor}")
+    return json_response(result)
+
+
+async def _replay_source(store: Any, body: ReplayBody) -> tuple[bytes, WebhookNotification, dict[str, Any]]:
+    if (body.notification_id is None) == (body.payload is None):
+        raise Rejection(
+            422,
+            "schema",
+            "give exactly one of notification_id or payload",
+            errors=[{"path": "(body)", "message": "exactly one of notification_id, payload"}],
+        )
+    if body.payload is not None:
+        return orjson.dumps(body.payload.model_dump(mode="json")), body.payload, {"payload": True}
+    raw = await store.raw_notification(body.notification_id)
+    if raw is None:
+        raise Rejection(404, "not_found", f"no stored notification {body.notification_id}")
+    return raw, WebhookNotification.model_validate_json(raw), {"notification_id": body.notification_id}
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "alertname": decision.event.alertname,
+        "fingerprint": decision.event.fingerprint,
+        "status": decision.event.status.value,
+        "outcome": decision.outcome.value,
+        "reason": decision.reason,
+        "policy": decision.policy,
+        "target": decision.target.key if decision.target else None,
+        "incident": decision.incident,
+        "deadline": iso(decision.deadline) if decision.deadline else None,
+    }
+
+
+# -- restore --
+
+
+@guarded(Role.ADMIN)
+async def restore(request: web.Request) -> web.Response:
+    namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
+    if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
+        raise Rejection(400, "invalid_name", "namespace and deployment must be Kubernetes object names")
+    body: RestoreBody = await _body(request, RestoreBody)
+    services = request.app[RUNTIME].require()
+    if namespace not in request.app[SETTINGS].safety.allowed_namespaces:
+        raise Rejection(403, "namespace_not_allowed", f"namespace {namespace!r} is not in the allowlist")
+    result = await services.engine.restore(namespace, deployment, actor=f"admin:{body.actor}", dry_run=body.dry_run)
+    payload = {
+        "target": TargetRef(namespace, deployment).key,
+        "incident": result.incident,
+        "status": result.status,
+        "reason": result.reason.value if result.reason else None,
+        "message": result.message,
+        "steps": [
+            {
+                "step": o.step.value,
+                "result": o.result.value,
+                "before": o.before,
+                "after": o.after,
+                "reason": o.reason.value if o.reason else None,
+                "message": o.message,
+            }
+            for o in result.outcomes
+        ],
+    }
+    status_code = {"restored": 200, "dry_run": 200, "refused": 409, "failed": 502}.get(result.status, 200)
+    if result.incident is None:
+        status_code = 404
+    return json_response(payload, status_code)
+
+
+# -- audit --
+
+
+class AuditQuery(_Body):
+    target: Annotated[str, StringConstraints(max_length=300)] | None = None
+    kind: Annotated[str, StringConstraints(max_length=64)] | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    after: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+@guarded(Role.READ)
+async def audit_list(request: web.Request) -> web.Response:
+    try:
+        query = AuditQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise Rejection(400, "invalid_query", "invalid query parameters", errors=errors) from None
+    store = request.app[RUNTIME].require().store
+    entries = await store.audit_entries(
+        after=query.after,
+        limit=query.limit,
+        target=query.target,
+        kind=query.kind,
+        since=_iso_or_none(query.since),
+        until=_iso_or_none(query.until),
+    )
+    next_after = entries[-1].seq if len(entries) == query.limit else None
+    return json_response({"entries": [e.as_dict() for e in entries], "next_after": next_after})
+
+
+def _iso_or_none(moment: datetime | None) -> str | None:
+    return iso(moment) if moment else None
+
+
+@guarded(Role.READ)
+async def audit_verify(request: web.Request) -> web.Response:
+    report = await request.app[RUNTIME].require().store.verify()
+    return json_response(
+        {"ok": report.ok, "length": report.length, "head": report.head, "problems": report.problems},
+        200 if report.ok else 409,
+    )
+
+
+@guarded(Role.READ)
+async def audit_entry(request: web.Request) -> web.Response:
+    raw = request.match_info["seq"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise Rejection(400, "invalid_seq", "the audit sequence number must be a positive integer")
+    entries: list[AuditEntry] = await request.app[RUNTIME].require().store.audit_entries(after=int(raw) - 1, limit=1)
+    if not entries or entries[0].seq != int(raw):
+        raise Rejection(404, "not_found", f"no audit entry {raw}")
+    return json_response(entries[0].as_dict())
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_post("/api/v1/pause", pause)
+    app.router.add_post("/api/v1/resume", resume)
+    app.router.add_post("/api/v1/replay", replay)
+    app.router.add_post("/api/v1/targets/{namespace}/{deployment}/restore", restore)
+    app.router.add_get("/api/v1/audit", audit_list)
+    app.router.add_get("/api/v1/audit/verify", audit_verify)
+    app.router.add_get("/api/v1/audit/{seq}", audit_entry)
