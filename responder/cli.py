@@ -1,4 +1,8 @@
-"""The ``canary-responder`` command: serve, check-config, audit verify|tail, demo."""
+"""canary-responder: pull a bad canary out of production on the Alertmanager notification itself.
+
+Commands: serve, check-config, demo, audit verify|tail|list|show; operator commands (clients of a running
+server): replay, restore, pause, resume, status.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from responder import __version__
+from responder import __version__, client
 from responder.config import ConfigError, Settings, format_duration, load_settings, read_settings
 from responder.store import open_readonly, read_audit, verify_chain
 
@@ -59,10 +63,16 @@ def _parser() -> argparse.ArgumentParser:
         group = cmd.add_mutually_exclusive_group(required=True)
         group.add_argument("--db", type=Path, help="audit database file")
         group.add_argument("--config", "-c", type=Path, help="take the database (and HMAC key) from the config")
+        if cmd is verify:
+            group.add_argument("--server", help="ask a running server instead (see also --token-file)")
+            verify.add_argument("--token-file", type=Path, default=None, help="admin or read token for --server")
+            verify.add_argument("--json", action="store_true", help="print the server's JSON answer")
     verify.set_defaults(func=_audit_verify)
     tail.add_argument("-n", type=int, default=20, help="number of entries (default 20)")
     tail.add_argument("--json", action="store_true", help="print raw JSON lines")
     tail.set_defaults(func=_audit_tail)
+
+    client.add_commands(sub, audit)
 
     demo = sub.add_parser("demo", help="roll back a canary on an embedded Kubernetes API emulator")
     demo.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here")
@@ -142,6 +152,8 @@ def _audit_db(args: argparse.Namespace) -> tuple[Path, bytes | None]:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):
+        return client.run(client.audit_verify, args)
     path, key = _audit_db(args)
     with open_readonly(path) as conn:
         report = verify_chain(conn, key)
