@@ -64,6 +64,8 @@ def require(request: web.Request, need: Role) -> None:
         raise Rejection(401, "unauthorized", "missing or invalid credentials")
     if role < need:
         raise Rejection(403, "forbidden", f"this endpoint needs the {need.name.lower()} token")
+    if need is Role.ADMIN and not request.app[RUNTIME].require().is_leader():
+        raise Rejection(503, "not_leader", "this replica is not the leader; ask the leader (the Service routes there)")
 
 
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9@._:+-]+$")]

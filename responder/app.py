@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from responder.actions import RetryPolicy, SafetyRules
-from responder.adapters.kube import open_cluster
+from responder.adapters.kube import KubeCluster, open_cluster
+from responder.adapters.leader import LeaderElector, LeaseSettings
 from responder.admin import add_admin_routes
-from responder.config import Secrets, Settings
+from responder.config import ConfigError, Secrets, Settings
 from responder.core.decide import DecisionCore
 from responder.engine import Clock, Engine, EngineOptions, utc_now
 from responder.incidents import INCIDENTS, add_incident_routes
@@ -46,6 +51,28 @@ async def connect_cluster(settings: Settings, secrets: Secrets) -> ClusterPort:
         request_timeout_s=kube.request_timeout.total_seconds(),
         token=secrets.kube_token.get_secret_value() if secrets.kube_token else None,
     )
+
+
+def _elector(settings: Settings, cluster: ClusterPort, engine: Engine) -> LeaderElector | None:
+    election = settings.leader_election
+    if not election.enabled:
+        return None
+    if not isinstance(cluster, KubeCluster):
+        raise ConfigError("leader_election needs the Kubernetes API connection built from the configuration")
+    lease = LeaseSettings(
+        name=election.lease_name,
+        namespace=election.namespace or os.environ.get("POD_NAMESPACE") or _service_account_namespace(),
+        identity=election.identity or os.environ.get("POD_NAME") or socket.gethostname(),
+        lease_duration_s=round(election.lease_duration.total_seconds()),
+        renew_deadline_s=election.renew_deadline.total_seconds(),
+        retry_period_s=election.retry_period.total_seconds(),
+    )
+    return LeaderElector(cluster.api_client(), lease, on_start=engine.start, on_stop=engine.stop)
+
+
+def _service_account_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else "default"
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -91,37 +118,48 @@ def build_app(
     add_incident_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
-        store = Store(settings.storage.path, audit_key=key, sink=audit_sink)
-        await store.open()
-        own_cluster = cluster is None
-        live_cluster = cluster or await connect_cluster(settings, secrets)
-        the_metrics = metrics or Metrics()
-        outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
-        await outbox.start()  # before the engine: resumed rollbacks may notify at once
-        app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
-        engine = Engine(
-            core=DecisionCore(settings.core()),
-            store=store,
-            cluster=live_cluster,
-            metrics=the_metrics,
-            options=engine_options(settings),
-            clock=clock,
-            notice_hook=outbox.hook,
-        )
-        the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
-        await engine.start()
-        app[RUNTIME].services = Services(store=store, engine=engine, cluster=live_cluster, metrics=the_metrics)
-        log.info("canary-responder ready (dry_run=%s, audit chain length %d)", settings.dry_run, store.chain_length)
-        try:
+        # Everything opened is closed again in reverse order, also when a later step of the startup fails.
+        async with AsyncExitStack() as stack:
+            key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
+            store = Store(settings.storage.path, audit_key=key, sink=audit_sink)
+            await store.open()
+            stack.push_async_callback(store.close)
+            live_cluster = cluster
+            if live_cluster is None:
+                live_cluster = await connect_cluster(settings, secrets)
+                stack.push_async_callback(live_cluster.close)
+            the_metrics = metrics or Metrics()
+            outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
+            await outbox.start()  # before the engine: resumed rollbacks may notify at once
+            stack.push_async_callback(outbox.stop)
+            app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
+            engine = Engine(
+                core=DecisionCore(settings.core()),
+                store=store,
+                cluster=live_cluster,
+                metrics=the_metrics,
+                options=engine_options(settings),
+                clock=clock,
+                notice_hook=outbox.hook,
+            )
+            the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
+            stack.push_async_callback(engine.stop)
+            elector = _elector(settings, live_cluster, engine)
+            if elector is None:
+                await engine.start()
+            else:
+                elector.start()
+                stack.push_async_callback(elector.stop)
+            app[RUNTIME].services = Services(
+                store=store,
+                engine=engine,
+                cluster=live_cluster,
+                metrics=the_metrics,
+                is_leader=(lambda: True) if elector is None else (lambda: elector.is_leader),
+            )
+            stack.callback(setattr, app[RUNTIME], "services", None)
+            log.info("canary-responder ready (dry_run=%s, audit chain length %d)", settings.dry_run, store.chain_length)
             yield
-        finally:
-            app[RUNTIME].services = None
-            await engine.stop()
-            await outbox.stop()
-            await store.close()
-            if own_cluster:
-                await live_cluster.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -202,6 +202,68 @@ class StorageSettings(_Model):
     audit_hmac_key: SecretRef | None = None
 
 
+class SlackSettings(_Model):
+    """Where Slack messages go: an incoming-webhook URL, or a bot token and channel (needed for thread replies).
+    Both URLs and tokens are secrets (a webhook URL is its own credential), so they are SecretRefs."""
+
+    webhook_url: SecretRef | None = None
+    bot_token: SecretRef | None = None
+    channel: str | None = None
+    api_base_url: str = "https://slack.com/api/"
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackSettings:
+        if self.webhook_url is None and self.bot_token is None:
+            raise ValueError("give webhook_url or bot_token (with channel)")
+        if self.bot_token is not None and not self.channel:
+            raise ValueError("bot_token needs a channel")
+        return self
+
+
+class OutboxSettings(_Model):
+    """Delivery retries: capped exponential backoff (a 429's Retry-After wins when longer)."""
+
+    base_delay: Duration = timedelta(seconds=1)
+    max_delay: Duration = timedelta(minutes=5)
+    max_attempts: int = Field(default=20, ge=1, le=1000)
+
+
+class NotificationSettings(_Model):
+    """Slack messages and incident reports; everything optional. ``dashboard_url`` may use ``{namespace}``,
+    ``{app}``, ``{deployment}``, ``{from_ms}`` and ``{to_ms}`` (epoch milliseconds around the incident)."""
+
+    slack: SlackSettings | None = None
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    prometheus_url: str | None = None
+    prometheus_timeout: Duration = timedelta(seconds=3)
+    public_url: str | None = None
+    dashboard_url: str | None = None
+    alertmanager_url: str | None = None
+    runbook_url: str | None = None
+
+
+class LeaderElectionSettings(_Model):
+    """Run several replicas: only the holder of a Kubernetes Lease acts (the others report not-ready)."""
+
+    enabled: bool = False
+    lease_name: str = "canary-responder"
+    namespace: str | None = None  # default: $POD_NAMESPACE, else the service account's namespace, else "default"
+    identity: str | None = None  # default: $POD_NAME, else the host name
+    lease_duration: Duration = timedelta(seconds=15)
+    renew_deadline: Duration = timedelta(seconds=10)
+    retry_period: Duration = timedelta(seconds=2)
+
+    @model_validator(mode="after")
+    def _timings(self) -> LeaderElectionSettings:
+        lease, renew, retry = (d.total_seconds() for d in (self.lease_duration, self.renew_deadline, self.retry_period))
+        if not (lease > renew > 1.2 * retry and retry >= 1):
+            raise ValueError("need lease_duration > renew_deadline > 1.2 x retry_period, and retry_period >= 1s")
+        if lease != int(lease):
+            raise ValueError("lease_duration must be whole seconds (the Lease object stores seconds)")
+        return self
+
+
 class EngineSettings(_Model):
     max_backlog: int = Field(default=20_000, ge=1)
     lane_queue: int = Field(default=100, ge=1)
@@ -222,6 +284,8 @@ class Settings(_Model):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def core(self) -> CoreSettings:
@@ -257,6 +321,9 @@ class Secrets:
         self.kube_token = settings.kubernetes.token.resolve(environ) if settings.kubernetes.token else None
         key = settings.storage.audit_hmac_key
         self.audit_key = key.resolve(environ) if key else None
+        slack = settings.notifications.slack
+        self.slack_webhook_url = slack.webhook_url.resolve(environ) if slack and slack.webhook_url else None
+        self.slack_bot_token = slack.bot_token.resolve(environ) if slack and slack.bot_token else None
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"

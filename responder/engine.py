@@ -121,6 +121,10 @@ class Engine:
     # -- lifecycle --
 
     async def start(self) -> None:
+        """Start deciding and acting: rebuild the core from the database, then take up what is pending.
+        May be called again after :meth:`stop` (a replica that regains the leader lease)."""
+        self.core = DecisionCore(self.core.settings)
+        self._queue = asyncio.Queue()
         await self._rebuild()
         for event, received_at in await self.store.undecided_events():
             self._queue.put_nowait((event, received_at))
@@ -135,6 +139,11 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._decider = None
         self._tasks.clear()
+        self._lanes.clear()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+        self._waiters.clear()
+        self._idle.set()
 
     async def _rebuild(self) -> None:
         since = self.clock() - self.options.replay_horizon

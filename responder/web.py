@@ -41,6 +41,7 @@ class Services:
     engine: Engine
     cluster: ClusterPort
     metrics: Metrics
+    is_leader: Callable[[], bool] = lambda: True  # replaced when leader election is enabled
 
 
 @dataclass(slots=True)
@@ -174,6 +175,8 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
 async def _accept(
     request: web.Request, services: Services, notification: WebhookNotification, raw: bytes, received_at: float
 ) -> list[Any]:
+    if not services.is_leader():
+        raise Rejection(503, "not_leader", "this replica is not the leader; Alertmanager will retry")
     events = [to_event(alert) for alert in notification.alerts]
     meta = {
         "group_key": notification.groupKey,
@@ -234,6 +237,7 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {
         "inbox": await _check(services.store.probe, StoreUnavailable),
         "kubernetes": await _check(services.cluster.ping, ClusterError),
+        "leader": "ok" if services.is_leader() else "follower: not acting, so not taking webhooks",
     }
     ready = all(value == "ok" for value in checks.values())
     return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)

@@ -19,9 +19,16 @@ async def cli(url: str, token: str, *args: str, tmp_path: Path) -> tuple[int, st
     token_file = tmp_path / f"token-{abs(hash(token))}"
     token_file.write_text(token)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "responder", *args, "--token-file", str(token_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "CANARY_RESPONDER_URL": url})
+        sys.executable,
+        "-m",
+        "responder",
+        *args,
+        "--token-file",
+        str(token_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CANARY_RESPONDER_URL": url},
+    )
     out, err = await process.communicate()
     return process.returncode or 0, out.decode(), err.decode()
 

@@ -458,3 +458,16 @@ def test_format_duration_single_unit(value: timedelta, shown: str) -> None:
 @pytest.mark.parametrize("value", [timedelta(seconds=90), timedelta(minutes=90), timedelta(hours=25)])
 def test_format_duration_round_trips_through_the_parser(value: timedelta) -> None:
     assert parse_settings(minimal() | {"cooldown": format_duration(value)}).cooldown == value
+
+
+@pytest.mark.parametrize(
+    ("election", "message"),
+    [
+        ({"lease_duration": "10s", "renew_deadline": "10s"}, "lease_duration > renew_deadline"),
+        ({"retry_period": "500ms", "renew_deadline": "2s", "lease_duration": "3s"}, "retry_period >= 1s"),
+        ({"lease_duration": "15.5s"}, "whole seconds"),
+    ],
+)
+def test_leader_election_timings_are_checked(election: dict[str, Any], message: str) -> None:
+    error = config_error(minimal() | {"leader_election": {"enabled": True, **election}})
+    assert error.startswith("leader_election: ") and message in error
