@@ -23,4 +23,5 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 bash scripts/check.sh
+bash scripts/chart-check.sh --prepare  # chart's rules copy == alert-rules/; Helm tool venv (.tool-venv, Python 3.12)
 .venv/bin/python -m pytest "$@"
