@@ -22,8 +22,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     logs = item.stash.get(_CHAIN_LOGS, None)
     if logs is not None and report.failed:
-        report.sections.append(("prometheus and alertmanager logs", logs()))
+        report.sections.append(("chain logs", logs()))
     return report
+
+
+@pytest.fixture
+def attach_logs_on_failure(request: pytest.FixtureRequest) -> Callable[[Callable[[], str]], None]:
+    """For chains started outside the `chain` fixture (e.g. module-scoped): register what to show on failure."""
+
+    def attach(logs: Callable[[], str]) -> None:
+        request.node.stash[_CHAIN_LOGS] = logs
+
+    return attach
 
 
 @pytest.fixture(scope="session")

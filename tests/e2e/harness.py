@@ -2,9 +2,9 @@
 Alertmanager, a demo app whose canary we can break, and a webhook at the end of the chain.
 
 Everything runs on loopback with temporary storage. The harness does not know what sits at the webhook URL:
-`run_chain(webhook_url=..., token=...)` takes any receiver (today the plain `WebhookReceiver` below, later the
-real responder) and Alertmanager authenticates to it with `Authorization: Bearer <token>` read from a
-`credentials_file`, as in production.
+`run_chain(webhook_url=..., token=...)` takes any receiver (the plain `WebhookReceiver` below in the smoke
+test, the real responder in test_chain_responder.py and bench/bench_chain.py) and Alertmanager authenticates
+to it with `Authorization: Bearer <token>` read from a `credentials_file`, as in production.
 
 Test-only changes to the shipped files are textual and listed here so that the shipped rules stay
 production-sane (`rules_for_test()`):
@@ -13,7 +13,8 @@ production-sane (`rules_for_test()`):
     `...rate1m` names;
   * Alertmanager (`alertmanager_config()`): the canary-responder receiver's URL and credentials_file point at
     the test receiver and token file, its route's group_wait and group_interval become 1s.
-Prometheus scrapes and evaluates every second.
+Prometheus scrapes and evaluates every second. Several demo apps (distinct `app` labels, one scrape target each)
+can share one chain, so independent canary scenarios run against one Prometheus and one Alertmanager.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -117,7 +118,18 @@ class DemoApp:
     BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 5.0)
     ROUTE = "/api/checkout"
 
-    def __init__(self, *, canary: TrafficProfile, stable: TrafficProfile, tick: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        canary: TrafficProfile,
+        stable: TrafficProfile,
+        tick: float = 0.05,
+        namespace: str = NAMESPACE,
+        app: str = APP,
+    ) -> None:
+        # The target labels Prometheus puts on this app's series (what a ServiceMonitor adds in a cluster).
+        self.namespace = namespace
+        self.app = app
         self.registry = CollectorRegistry()
         self._histogram = Histogram(
             "http_request_duration_seconds",
@@ -136,6 +148,10 @@ class DemoApp:
         for version in self.VERSIONS.values():
             for code in ("200", "500"):
                 self._histogram.labels("GET", self.ROUTE, code, version)
+
+    @property
+    def canary(self) -> TrafficProfile:
+        return self._tracks["canary"].profile
 
     def set(self, *, canary: TrafficProfile | None = None, stable: TrafficProfile | None = None) -> None:
         for name, profile in (("canary", canary), ("stable", stable)):
@@ -301,7 +317,10 @@ def rules_for_test(manifest_text: str, timing: ChainTiming) -> str:
     return yaml.safe_dump({"groups": groups}, sort_keys=False)
 
 
-def prometheus_config(*, demo_address: str, alertmanager_address: str, rule_file: Path, timing: ChainTiming) -> dict:
+def prometheus_config(
+    *, demos: Sequence[DemoApp], alertmanager_address: str, rule_file: Path, timing: ChainTiming
+) -> dict:
+    """One scrape target per demo app, labelled with its namespace and app (as a ServiceMonitor would)."""
     return {
         "global": {
             "scrape_interval": timing.scrape_interval,
@@ -313,7 +332,10 @@ def prometheus_config(*, demo_address: str, alertmanager_address: str, rule_file
         "scrape_configs": [
             {
                 "job_name": "demo",
-                "static_configs": [{"targets": [demo_address], "labels": {"namespace": NAMESPACE, "app": APP}}],
+                "static_configs": [
+                    {"targets": [demo.address], "labels": {"namespace": demo.namespace, "app": demo.app}}
+                    for demo in demos
+                ],
             }
         ],
     }
@@ -401,9 +423,10 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, process: ManagedP
 
 @dataclass
 class Chain:
-    """A running demo app -> Prometheus -> Alertmanager -> webhook chain."""
+    """A running demo app(s) -> Prometheus -> Alertmanager -> webhook chain; `demo` is the first demo app."""
 
     demo: DemoApp
+    demos: list[DemoApp]
     prometheus_url: str
     alertmanager_url: str
     session: aiohttp.ClientSession
@@ -431,12 +454,15 @@ async def run_chain(
     workdir: Path,
     webhook_url: str,
     token: str,
-    demo: DemoApp,
+    demo: DemoApp | Sequence[DemoApp],
     binaries: Binaries,
     timing: ChainTiming | None = None,
     on_start: Callable[[Chain], None] | None = None,
 ) -> AsyncIterator[Chain]:
     """Start Alertmanager and Prometheus for `demo` (started here too), delivering to `webhook_url`.
+
+    `demo` may be several demo apps (distinct `app` labels): each is one scrape target, so one Prometheus and
+    one Alertmanager serve several independent canaries.
 
     Everything started here is stopped on exit, also when the body or the start-up fails. `on_start` gets the
     chain as soon as its processes exist, so a caller can show their logs if something fails later.
@@ -446,20 +472,27 @@ async def run_chain(
     token_file.write_text(token)
     token_file.chmod(0o600)
     am_port, prom_port = free_port(), free_port()
+    demos = [demo] if isinstance(demo, DemoApp) else list(demo)
+    if not demos or len({(d.namespace, d.app) for d in demos}) != len(demos):
+        raise ValueError("run_chain needs at least one demo app, each with its own namespace/app labels")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         chain = Chain(
-            demo=demo,
+            demo=demos[0],
+            demos=demos,
             prometheus_url=f"http://127.0.0.1:{prom_port}",
             alertmanager_url=f"http://127.0.0.1:{am_port}",
             session=session,
         )
+        started: list[DemoApp] = []
         try:
-            await demo.start()
+            for each in demos:
+                started.append(each)
+                await each.start()
             alertmanager = _alertmanager_process(
                 binaries, workdir, port=am_port, webhook_url=webhook_url, token_file=token_file, timing=timing
             )
             prometheus = _prometheus_process(
-                binaries, workdir, port=prom_port, demo=demo, alertmanager_port=am_port, timing=timing
+                binaries, workdir, port=prom_port, demos=demos, alertmanager_port=am_port, timing=timing
             )
             chain.processes += [prometheus, alertmanager]
             if on_start is not None:
@@ -473,7 +506,8 @@ async def run_chain(
             # Prometheus first, so that it does not keep sending to a stopped Alertmanager.
             for process in chain.processes:
                 await process.stop()
-            await demo.stop()
+            for each in started:
+                await each.stop()
 
 
 def _alertmanager_process(
@@ -497,12 +531,18 @@ def _alertmanager_process(
 
 
 def _prometheus_process(
-    binaries: Binaries, workdir: Path, *, port: int, demo: DemoApp, alertmanager_port: int, timing: ChainTiming
+    binaries: Binaries,
+    workdir: Path,
+    *,
+    port: int,
+    demos: Sequence[DemoApp],
+    alertmanager_port: int,
+    timing: ChainTiming,
 ) -> ManagedProcess:
     rule_file = workdir / "canary-rules.yaml"
     rule_file.write_text(rules_for_test(RULES_MANIFEST.read_text(), timing))
     config = prometheus_config(
-        demo_address=demo.address,
+        demos=demos,
         alertmanager_address=f"127.0.0.1:{alertmanager_port}",
         rule_file=rule_file,
         timing=timing,
