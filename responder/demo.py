@@ -30,11 +30,12 @@ APPS = ("checkout", "payments", "search")
 PERSIST_S = 3
 
 
-def _write_config(workdir: Path, kube_url: str) -> Path:
+def _write_config(workdir: Path, kube_url: str, slack_url: str) -> Path:
     secrets = workdir / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
     (secrets / "webhook-token").write_text("demo-webhook-token\n")
     (secrets / "admin-token").write_text("demo-admin-token\n")
+    (secrets / "slack-webhook-url").write_text(slack_url + "\n")
     config = {
         "listen": {"host": "127.0.0.1", "port": 0},
         "auth": {
@@ -63,6 +64,11 @@ def _write_config(workdir: Path, kube_url: str) -> Path:
             {"name": "notify", "match": {"action": "notify"}, "mode": "notify"},
         ],
         "storage": {"path": str(workdir / "responder.db")},
+        "notifications": {
+            "slack": {"webhook_url": {"file": str(secrets / "slack-webhook-url")}},
+            "public_url": "http://canary-responder.demo:8080",
+            "alertmanager_url": "http://alertmanager.demo:9093",
+        },
     }
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -99,6 +105,54 @@ def _notification(alert: dict[str, Any], peer: str) -> dict[str, Any]:
         "externalURL": f"http://{peer}.demo:9093",
         "alerts": [alert],
     }
+
+
+class SlackInbox:
+    """A Slack-like incoming-webhook receiver on loopback, so the demo shows what on-call people would read."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/services/demo/hook", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/services/demo/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.messages.append(await request.json())
+        return web.Response(text="ok")
+
+    async def wait_for(self, count: int, within: float = 10.0) -> None:
+        for _ in range(int(within / 0.05)):
+            if len(self.messages) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+def _block_lines(message: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for block in message.get("blocks", []):
+        texts = [block.get("text", {}).get("text", "")] + [f.get("text", "") for f in block.get("fields", [])]
+        texts += [e.get("text", "") for e in block.get("elements", []) if isinstance(e, dict)]
+        lines.extend(line for text in texts if text for line in text.splitlines())
+    return lines or [str(message.get("text", ""))]
+
+
+def _print_slack(inbox: SlackInbox) -> None:
+    print(f"\n== Slack messages received by the demo's Slack-like webhook ({len(inbox.messages)})")
+    for message in inbox.messages:
+        print("  ---")
+        for line in _block_lines(message):
+            print(f"  | {line}")
 
 
 def _ts(moment: datetime) -> str:
@@ -159,8 +213,10 @@ def _print_objects(emulator: Emulator) -> None:
 async def run_demo(*, workdir: Path | None = None) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-responder-demo-"))
     objects = [obj for app in APPS for obj in sample_canary_objects("shop", app)]
+    slack = SlackInbox()
+    await slack.start()
     async with run_emulator(objects) as (emulator, kube_url):
-        settings, secrets = load_settings(_write_config(workdir, kube_url))
+        settings, secrets = load_settings(_write_config(workdir, kube_url, slack.url))
         app = build_app(settings, secrets, audit_sink=None)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -174,6 +230,8 @@ async def run_demo(*, workdir: Path | None = None) -> int:
             services = app[RUNTIME].require()
             await services.engine.drain()
             _print_objects(emulator)
+            await slack.wait_for(2)
+            _print_slack(slack)
             print("\n== Audit trail (canary-responder audit tail --db", settings.storage.path, ")")
             for entry in await services.store.audit_entries(limit=10_000):
                 print("  " + format_entry(entry.as_dict()))
@@ -183,5 +241,6 @@ async def run_demo(*, workdir: Path | None = None) -> int:
             print(f"== rollbacks done: {len(rolled)} ({', '.join(rolled)})")
         finally:
             await runner.cleanup()
+            await slack.stop()
     expected = {"shop:checkout-canary", "shop:payments-canary"}
     return 0 if report.ok and {i.rsplit(":", 1)[0] for i in rolled} == expected else 1
