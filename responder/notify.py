@@ -191,7 +191,7 @@ def commands(incident: Incident) -> list[str]:
     notification_ids = sorted({int(a["notification_id"]) for a in incident.alerts if a.get("notification_id")})
     for nid in notification_ids[:3]:
         lines.append(f"canary-responder replay --notification-id {nid}            # dry-run: decisions and plan")
-        lines.append(f"canary-responder replay --notification-id {nid} --execute --force  # act again, past dedupe/cooldown")
+        lines.append(f"canary-responder replay --notification-id {nid} --execute --force  # act again anyway")
     if incident.namespace and incident.deployment:
         lines.append(f"canary-responder restore {incident.namespace} {incident.deployment}  # undo the rollback")
     return lines
