@@ -62,9 +62,16 @@ def block_text(blocks: list[dict[str, Any]]) -> str:
     return orjson.dumps(blocks).decode()
 
 
-async def outbox_rows(running: Running) -> list[tuple[str, str, int]]:
+async def outbox_rows(running: Running, *, settle: bool = True) -> list[tuple[str, str, int]]:
+    """The outbox, by default once settled: Slack's answer reaches the fake before the worker commits the row's
+    new state."""
     sql = "SELECT kind, state, attempts FROM outbox ORDER BY id"
-    return await running.services.store.read(lambda conn: [tuple(r) for r in conn.execute(sql)])
+    for _ in range(100 if settle else 1):
+        rows = await running.services.store.read(lambda conn: [tuple(r) for r in conn.execute(sql)])
+        if not settle or all(state != "pending" for _, state, _ in rows):
+            break
+        await asyncio.sleep(0.05)
+    return rows
 
 
 async def test_rollback_gives_one_message_with_everything_and_a_thread_reply_on_resolution(
@@ -201,7 +208,7 @@ async def test_pending_notifications_survive_a_restart_and_are_delivered_once(
         while len(slack.requests) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert not slack.delivered
-        [(kind, state, attempts)] = await outbox_rows(running)
+        [(kind, state, attempts)] = await outbox_rows(running, settle=False)
         assert state == "pending" and attempts >= 1
     slack.default = "ok"
     async with running_responder(config) as running:
