@@ -7,9 +7,15 @@ It owns the order and the safety of a rollback, and nothing else (it talks to th
    marker label; a refusal stops everything with nothing mutated.
 2. TRAFFIC_OFF (when the target has an Ingress): set ``nginx.ingress.kubernetes.io/canary: "false"``. This goes
    first because scaling first would turn the canary's share of traffic into errors.
+   ROUTE_OFF (when the target has an HTTPRoute): the canary backendRef's weight to 0, its weight to the stable
+   backendRefs of the same rule (:mod:`responder.core.httproute`); the whole ``spec.rules`` is sent with the
+   resourceVersion read, so a concurrent edit is a CONFLICT, retried from a fresh read.
 3. SCALE_ZERO: re-read the Deployment and re-check the marker right before mutating, then scale it to zero through
    the ``/scale`` subresource.
-4. EVENT: a Warning Event ``CanaryRolledBack`` on the Deployment (a failure here undoes nothing).
+4. ANNOTATE (only with a :class:`RejectionMark`, i.e. GitOps awareness on): record the rejected images, the
+   Deployment revision and the incident as annotations on the canary Deployment.
+5. EVENT: a Warning Event ``CanaryRolledBack`` on the Deployment.
+ANNOTATE and EVENT only report: their failure is recorded but neither stops nor fails the rollback.
 
 Every step re-reads before it mutates and sends the resourceVersion it read, so a concurrent writer causes a
 CONFLICT that is retried from a fresh read; a step finding the object already in the safe state is a NOOP, which
@@ -22,11 +28,20 @@ from __future__ import annotations
 import asyncio
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from responder.core.model import DeploymentView, FailureReason, IngressView, Step, StepResult, TargetRef
+from responder.core import httproute
+from responder.core.model import (
+    DeploymentView,
+    FailureReason,
+    HTTPRouteView,
+    IngressView,
+    Step,
+    StepResult,
+    TargetRef,
+)
 from responder.ports import ClusterError, ClusterPort
 
 __all__ = [
@@ -35,15 +50,27 @@ __all__ = [
     "RetryPolicy",
     "SafetyRules",
     "StepOutcome",
+    "RejectionMark",
     "RestorePoint",
+    "REJECTED_IMAGES",
+    "REJECTED_AT",
+    "REJECTED_INCIDENT",
+    "REJECTED_REVISION",
     "execute_restore",
     "execute_rollback",
 ]
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 EVENT_REASON = "CanaryRolledBack"
-_MUTATING_STEPS = frozenset({Step.TRAFFIC_OFF, Step.SCALE_ZERO})
+_MUTATING_STEPS = frozenset({Step.TRAFFIC_OFF, Step.ROUTE_OFF, Step.SCALE_ZERO})
 _STOPPING_RESULTS = frozenset({StepResult.REFUSED, StepResult.FAILED})
+_REPORTING_STEPS = frozenset({Step.ANNOTATE, Step.EVENT})  # their failure neither stops nor fails a rollback
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+REJECTED_IMAGES = "canary-responder.io/rejected-images"  # comma-separated, newest first, at most _REJECTED_KEEP
+REJECTED_REVISION = "canary-responder.io/rejected-revision"
+REJECTED_AT = "canary-responder.io/rejected-at"
+REJECTED_INCIDENT = "canary-responder.io/incident"
+_REJECTED_KEEP = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +95,29 @@ class SafetyRules:
     marker_label: str = "version"  # the live Deployment must carry marker_label=marker_value
     marker_value: str = "canary"
     allowed_namespaces: frozenset[str]
+    clusters: Mapping[str, frozenset[str]] | None = None  # multi-cluster: each cluster's own allowlist
+
+    def refusal(self, target: TargetRef) -> tuple[FailureReason, str] | None:
+        """Why the executor must not touch ``target`` at all (checked before any call), or None."""
+        if target.cluster:
+            if not self.clusters or target.cluster not in self.clusters:
+                return FailureReason.UNKNOWN_CLUSTER, f"cluster {target.cluster!r} is not configured"
+            allowed, where = self.clusters[target.cluster], f" of cluster {target.cluster!r}"
+        elif self.clusters:
+            return FailureReason.UNKNOWN_CLUSTER, "no cluster named, but clusters are configured"
+        else:
+            allowed, where = self.allowed_namespaces, ""
+        if target.namespace not in allowed:
+            return FailureReason.NAMESPACE_NOT_ALLOWED, f"namespace {target.namespace!r} is not in the allowlist{where}"
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RejectionMark:
+    """GitOps awareness: the rollback also annotates the canary Deployment with what it rejected and why."""
+
+    incident: str
+    at: str  # RFC 3339 UTC
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +173,9 @@ class _Run:
     random: Callable[[], float]
     deployment: DeploymentView | None = None
     ingress: IngressView | None = None  # read alongside CHECK; used once by TRAFFIC_OFF's first attempt
+    route: HTTPRouteView | None = None  # read alongside CHECK; used once by ROUTE_OFF's first attempt
     restore: RestorePoint | None = None  # set for an undo
+    mark: RejectionMark | None = None  # set when GitOps annotations are on
     outcomes: list[StepOutcome] = field(default_factory=list)
 
 
@@ -135,24 +187,26 @@ async def execute_rollback(
     retry: RetryPolicy,
     dry_run: bool = False,
     skip: Collection[Step] = (),
+    mark: RejectionMark | None = None,
     on_step: Callable[[StepOutcome], Awaitable[None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
 ) -> list[StepOutcome]:
-    """Roll back ``target``: check, traffic off, scale to zero, event; return the outcome of each step run.
+    """Roll back ``target``: check, traffic off, scale to zero, (annotate,) event; return each step's outcome.
 
     Steps in ``skip`` are not run (resuming after a crash), but the namespace allowlist is always enforced.
-    A REFUSED or FAILED step stops the rollback (an EVENT failure is recorded, nothing is undone).
+    A REFUSED or FAILED step stops the rollback (an ANNOTATE or EVENT failure is recorded, nothing is undone).
     ``on_step`` is awaited after each step; if it raises, the rollback stops there (never act unaudited).
     """
     run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    if target.namespace not in safety.allowed_namespaces:
-        await _finish(run, _namespace_refusal(target), on_step=on_step)
+    run.mark = mark
+    if safety.refusal(target) is not None:
+        await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
-    for step in _plan(target, skip=skip):
+    for step in plan_steps(target, skip=skip, annotate=mark is not None):
         outcome = await _run_step(run, step)
         await _finish(run, outcome, on_step=on_step)
-        if outcome.result in _STOPPING_RESULTS:
+        if outcome.result in _STOPPING_RESULTS and step not in _REPORTING_STEPS:
             break
     return run.outcomes
 
@@ -162,12 +216,21 @@ async def _finish(run: _Run, outcome: StepOutcome, *, on_step: Callable[[StepOut
     await on_step(outcome)
 
 
-def _plan(target: TargetRef, *, skip: Collection[Step]) -> list[Step]:
-    steps = [Step.CHECK, Step.TRAFFIC_OFF, Step.SCALE_ZERO, Step.EVENT]
-    return [s for s in steps if s not in skip and (s is not Step.TRAFFIC_OFF or target.ingress)]
+def plan_steps(target: TargetRef, *, skip: Collection[Step] = (), annotate: bool = False) -> list[Step]:
+    """The steps a rollback of ``target`` runs, in order."""
+    wanted = {
+        Step.CHECK: True,
+        Step.TRAFFIC_OFF: bool(target.ingress),
+        Step.ROUTE_OFF: bool(target.httproute),
+        Step.SCALE_ZERO: True,
+        Step.ANNOTATE: annotate,
+        Step.EVENT: True,
+    }
+    return [s for s, on in wanted.items() if on and s not in skip]
 
 
-def _namespace_refusal(target: TargetRef) -> StepOutcome:
+def _namespace_refusal(target: TargetRef, safety: SafetyRules) -> StepOutcome:
+    reason, why = safety.refusal(target) or (FailureReason.NAMESPACE_NOT_ALLOWED, "not allowed")
     return StepOutcome(
         step=Step.CHECK,
         result=StepResult.REFUSED,
@@ -175,8 +238,8 @@ def _namespace_refusal(target: TargetRef) -> StepOutcome:
         after={},
         attempts=0,
         duration_s=0.0,
-        reason=FailureReason.NAMESPACE_NOT_ALLOWED,
-        message=f"namespace {target.namespace!r} is not in the allowlist; nothing was touched",
+        reason=reason,
+        message=f"{why}; nothing was touched",
     )
 
 
@@ -261,19 +324,93 @@ def _deployment_facts(deployment: DeploymentView) -> dict[str, Any]:
         "replicas": deployment.replicas,
         "resourceVersion": deployment.resource_version,
         "images": list(deployment.images),
+        "revision": deployment.annotations.get(REVISION_ANNOTATION),
     }
 
 
 async def _check(run: _Run, memo: _Memo) -> _Body:
-    # The Ingress is read at the same time (a read, harmless even if the check then refuses): it saves the
-    # traffic step one API round trip, which is most of its latency.
-    deployment, run.ingress = await asyncio.gather(_read_canary(run), _read_ingress(run))
+    # The Ingress and HTTPRoute are read at the same time (reads, harmless even if the check then refuses): it
+    # saves the traffic steps one API round trip each, which is most of their latency.
+    deployment, run.ingress, run.route = await asyncio.gather(_read_canary(run), _read_ingress(run), _read_route(run))
     facts = _deployment_facts(deployment)
     if run.ingress is not None:  # the canary routing at decision time (weight, header, cookie), for the report
         facts["ingress_annotations"] = {
             k: v for k, v in run.ingress.annotations.items() if k.startswith(CANARY_ANNOTATION)
         }
+    if run.route is not None:
+        # A route that cannot be turned off (no such backendRef, no stable one beside it) fails here, before
+        # anything is mutated, rather than after the Ingress step already ran.
+        _route_change(run, run.route)
+        facts["httproute_weights"] = _route_snapshot(run, run.route)
     return StepResult.DONE, facts, {}
+
+
+async def _read_route(run: _Run) -> HTTPRouteView | None:
+    if not run.target.httproute:
+        return None
+    return await run.cluster.get_httproute(run.target.namespace, run.target.httproute)
+
+
+def _route_snapshot(run: _Run, route: HTTPRouteView) -> httproute.Snapshot:
+    backend, namespace = run.target.canary_backend or "", run.target.namespace
+    return httproute.snapshot(route.rules, httproute.canary_rules(route.rules, backend=backend, namespace=namespace))
+
+
+def _route_change(run: _Run, route: HTTPRouteView) -> tuple[list[dict[str, Any]], httproute.Snapshot]:
+    """The rules with the canary off and their snapshot; a route that does not fit is a permanent failure."""
+    try:
+        rules, _, after = httproute.turn_canary_off(
+            route.rules, backend=run.target.canary_backend or "", namespace=run.target.namespace
+        )
+    except httproute.RouteProblem as exc:
+        message = f"HTTPRoute {route.namespace}/{route.name}: {exc}"
+        raise ClusterError(FailureReason.INVALID, message) from exc
+    return rules, after
+
+
+async def _route_off(run: _Run, memo: _Memo) -> _Body:
+    namespace, name = run.target.namespace, run.target.httproute or ""
+    route, run.route = run.route, None  # the CHECK's read serves the first attempt; retries re-read
+    if route is None:
+        route = await run.cluster.get_httproute(namespace, name)
+    current = _route_snapshot(run, route)
+    before = memo.first({"rules": current})
+    if httproute.canary_is_off(route.rules, backend=run.target.canary_backend or "", namespace=namespace):
+        return _settled(before, {"rules": current})
+    rules, planned = _route_change(run, route)
+    if run.dry_run:
+        return StepResult.DRY_RUN, before, {"rules": planned}
+    patched = await run.cluster.set_httproute_rules(
+        namespace, name, rules=rules, resource_version=route.resource_version
+    )
+    return StepResult.DONE, before, {"rules": _route_snapshot(run, patched)}
+
+
+async def _annotate(run: _Run, memo: _Memo) -> _Body:
+    mark = run.mark
+    assert mark is not None
+    deployment = await _read_canary(run)
+    current = {
+        k: deployment.annotations.get(k) for k in (REJECTED_IMAGES, REJECTED_REVISION, REJECTED_AT, REJECTED_INCIDENT)
+    }
+    before = memo.first({"annotations": current})
+    if current[REJECTED_INCIDENT] == mark.incident:
+        return _settled(before, {"annotations": current})
+    known = [i for i in (current[REJECTED_IMAGES] or "").split(",") if i]
+    images = list(dict.fromkeys([*deployment.images, *known]))[:_REJECTED_KEEP]
+    wanted: dict[str, str | None] = {
+        REJECTED_IMAGES: ",".join(images),
+        REJECTED_REVISION: deployment.annotations.get(REVISION_ANNOTATION),
+        REJECTED_AT: mark.at,
+        REJECTED_INCIDENT: mark.incident,
+    }
+    if run.dry_run:
+        return StepResult.DRY_RUN, before, {"annotations": wanted}
+    patched = await run.cluster.set_deployment_annotations(
+        deployment.namespace, deployment.name, annotations=wanted, resource_version=deployment.resource_version
+    )
+    run.deployment = patched
+    return StepResult.DONE, before, {"annotations": {k: patched.annotations.get(k) for k in wanted}}
 
 
 async def _read_ingress(run: _Run) -> IngressView | None:
@@ -333,6 +470,8 @@ def _event_message(run: _Run) -> str:
         if outcome.step is Step.TRAFFIC_OFF:
             was = outcome.before.get("annotations", {}).get(CANARY_ANNOTATION)
             parts.append(f"canary traffic off on Ingress {run.target.ingress} ({CANARY_ANNOTATION} was {was!r})")
+        elif outcome.step is Step.ROUTE_OFF:
+            parts.append(f"backendRef {run.target.canary_backend} weighted 0 on HTTPRoute {run.target.httproute}")
         elif outcome.step is Step.SCALE_ZERO:
             parts.append(f"scaled from {outcome.before.get('replicas')} to 0 replicas")
     return "; ".join(parts)
@@ -350,6 +489,8 @@ class RestorePoint:
     annotation: str | None  # the canary annotation before the rollback; None: there was none (or no Ingress)
     images: tuple[str, ...]
     traffic_step: bool  # whether the rollback turned the Ingress off (and so the restore turns it back)
+    route_before: list[dict[str, Any]] | None = None  # HTTPRoute weights before the rollback (a snapshot)
+    route_after: list[dict[str, Any]] | None = None  # and as the rollback left them; None: no route step
 
 
 async def execute_restore(
@@ -370,10 +511,15 @@ async def execute_restore(
     """
     run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
     run.restore = point
-    if target.namespace not in safety.allowed_namespaces:
-        await _finish(run, _namespace_refusal(target), on_step=on_step)
+    if safety.refusal(target) is not None:
+        await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
-    steps = [Step.CHECK, Step.SCALE_RESTORE, *([Step.TRAFFIC_RESTORE] if point.traffic_step else [])]
+    steps = [
+        Step.CHECK,
+        Step.SCALE_RESTORE,
+        *([Step.TRAFFIC_RESTORE] if point.traffic_step else []),
+        *([Step.ROUTE_RESTORE] if point.route_after is not None and target.httproute else []),
+    ]
     for step in steps:
         outcome = await _run_step(run, step, bodies=_RESTORE_BODIES)
         await _finish(run, outcome, on_step=on_step)
@@ -399,6 +545,13 @@ async def _restore_check(run: _Run, memo: _Memo) -> _Body:
     current = run.ingress.annotations.get(CANARY_ANNOTATION) if run.ingress else None
     if point.traffic_step and current != "false":
         raise _changed(f"the Ingress canary annotation (now {current!r})")
+    if point.route_after is not None and run.target.httproute:
+        route = await run.cluster.get_httproute(run.target.namespace, run.target.httproute)
+        indices = [int(entry["rule"]) for entry in point.route_after]
+        now = httproute.snapshot(route.rules, indices)
+        if now != point.route_after:
+            raise _changed(f"the HTTPRoute weights (now {now})")
+        facts["httproute_weights"] = now
     return StepResult.DONE, facts, {}
 
 
@@ -437,16 +590,42 @@ async def _traffic_restore(run: _Run, memo: _Memo) -> _Body:
     return StepResult.DONE, before, {"annotations": {CANARY_ANNOTATION: patched.annotations.get(CANARY_ANNOTATION)}}
 
 
+async def _route_restore(run: _Run, memo: _Memo) -> _Body:
+    point = run.restore
+    assert point is not None and point.route_before is not None
+    namespace, name = run.target.namespace, run.target.httproute or ""
+    route = await run.cluster.get_httproute(namespace, name)
+    indices = [int(entry["rule"]) for entry in point.route_before]
+    current = httproute.snapshot(route.rules, indices)
+    before = memo.first({"rules": current})
+    planned: dict[str, Any] = {"rules": point.route_before}
+    if current == point.route_before:
+        return _settled(before, planned)
+    try:
+        rules = httproute.apply_snapshot(route.rules, point.route_before)
+    except httproute.RouteProblem as exc:
+        raise _changed(f"the HTTPRoute ({exc})") from exc
+    if run.dry_run:
+        return StepResult.DRY_RUN, before, planned
+    patched = await run.cluster.set_httproute_rules(
+        namespace, name, rules=rules, resource_version=route.resource_version
+    )
+    return StepResult.DONE, before, {"rules": httproute.snapshot(patched.rules, indices)}
+
+
 _Bodies = dict[Step, Callable[[_Run, _Memo], Awaitable[_Body]]]
 
 _BODIES: _Bodies = {
     Step.CHECK: _check,
     Step.TRAFFIC_OFF: _traffic_off,
+    Step.ROUTE_OFF: _route_off,
     Step.SCALE_ZERO: _scale_zero,
+    Step.ANNOTATE: _annotate,
     Step.EVENT: _event,
 }
 _RESTORE_BODIES: _Bodies = {
     Step.CHECK: _restore_check,
     Step.SCALE_RESTORE: _scale_restore,
     Step.TRAFFIC_RESTORE: _traffic_restore,
+    Step.ROUTE_RESTORE: _route_restore,
 }

@@ -16,13 +16,14 @@ from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from responder import __version__
+from responder.config import Settings
 from responder.core.decide import Decision
 from responder.core.model import TargetRef
 from responder.core.rules import is_dns_label, is_dns_subdomain
-from responder.core.webhook import WebhookNotification, to_event
+from responder.core.webhook import Timestamp, WebhookNotification, to_event
 from responder.engine import Saturated
 from responder.store import AuditEntry, StoreUnavailable, iso
 from responder.web import (
@@ -46,7 +47,7 @@ class Role(enum.IntEnum):
 def caller_role(request: web.Request) -> Role | None:
     secrets = request.app[SECRETS]
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    given = value.strip().encode()
+    given = value.strip().encode(errors="surrogateescape")  # undecodable header bytes: compare as bytes
     if scheme.lower() == "bearer":
         is_admin = hmac.compare_digest(given, secrets.admin_token.get_secret_value().encode())
         read = secrets.read_token.get_secret_value().encode() if secrets.read_token else None
@@ -92,6 +93,7 @@ class ReplayBody(_Body):
 class RestoreBody(_Body):
     dry_run: bool = False
     actor: Actor = "admin"
+    cluster: str = ""  # multi-cluster: which cluster's target (required when clusters are configured)
 
 
 async def _body(request: web.Request, model: type[_Body]) -> Any:
@@ -213,11 +215,17 @@ async def _replay_source(store: Any, body: ReplayBody) -> tuple[bytes, WebhookNo
             errors=[{"path": "(body)", "message": "exactly one of notification_id, payload"}],
         )
     if body.payload is not None:
-        return orjson.dumps(body.payload.model_dump(mode="json")), body.payload, {"payload": True}
+        try:
+            raw = orjson.dumps(body.payload.model_dump(mode="json"))
+        except (TypeError, ValueError):  # unknown fields nested deeper than the serialisers go (orjson: 254)
+            errors = [{"path": "payload", "message": "nested too deeply to replay"}]
+            raise Rejection(422, "schema", "the payload is nested too deeply", errors=errors) from None
+        return raw, body.payload, {"payload": True}
     raw = await store.raw_notification(body.notification_id)
     if raw is None:
         raise Rejection(404, "not_found", f"no stored notification {body.notification_id}")
-    return raw, WebhookNotification.model_validate_json(raw), {"notification_id": body.notification_id}
+    # parsed as the webhook parsed it: pydantic's own JSON parser refuses nesting the webhook accepted
+    return raw, WebhookNotification.model_validate(orjson.loads(raw)), {"notification_id": body.notification_id}
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:
@@ -237,6 +245,21 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
 # -- restore --
 
 
+def _check_restore_scope(settings: Settings, cluster: str, namespace: str) -> None:
+    """The namespace must be allowed, in the named cluster when clusters are configured."""
+    per_cluster = settings.cluster_namespaces()
+    if per_cluster is None:
+        if cluster:
+            raise Rejection(400, "unknown_cluster", "no clusters are configured; leave 'cluster' out")
+        allowed: frozenset[str] = frozenset(settings.safety.allowed_namespaces)
+    elif cluster not in per_cluster:
+        raise Rejection(400, "unknown_cluster", f"'cluster' must name a configured cluster, got {cluster!r}")
+    else:
+        allowed = per_cluster[cluster]
+    if namespace not in allowed:
+        raise Rejection(403, "namespace_not_allowed", f"namespace {namespace!r} is not in the allowlist")
+
+
 @guarded(Role.ADMIN)
 async def restore(request: web.Request) -> web.Response:
     namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
@@ -244,11 +267,12 @@ async def restore(request: web.Request) -> web.Response:
         raise Rejection(400, "invalid_name", "namespace and deployment must be Kubernetes object names")
     body: RestoreBody = await _body(request, RestoreBody)
     services = request.app[RUNTIME].require()
-    if namespace not in request.app[SETTINGS].safety.allowed_namespaces:
-        raise Rejection(403, "namespace_not_allowed", f"namespace {namespace!r} is not in the allowlist")
-    result = await services.engine.restore(namespace, deployment, actor=f"admin:{body.actor}", dry_run=body.dry_run)
+    _check_restore_scope(request.app[SETTINGS], body.cluster, namespace)
+    result = await services.engine.restore(
+        namespace, deployment, actor=f"admin:{body.actor}", dry_run=body.dry_run, cluster=body.cluster
+    )
     payload = {
-        "target": TargetRef(namespace, deployment).key,
+        "target": TargetRef(namespace, deployment, cluster=body.cluster).key,
         "incident": result.incident,
         "status": result.status,
         "reason": result.reason.value if result.reason else None,
@@ -277,9 +301,9 @@ async def restore(request: web.Request) -> web.Response:
 class AuditQuery(_Body):
     target: Annotated[str, StringConstraints(max_length=300)] | None = None
     kind: Annotated[str, StringConstraints(max_length=64)] | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
-    after: Annotated[int, Field(ge=0)] = 0
+    since: Timestamp | None = None  # normalised to UTC; out of range (year 1 with an offset) is a 400, not a 500
+    until: Timestamp | None = None
+    after: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0  # SQLite INTEGER
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
@@ -322,7 +346,7 @@ async def audit_verify(request: web.Request) -> web.Response:
 @guarded(Role.READ)
 async def audit_entry(request: web.Request) -> web.Response:
     raw = request.match_info["seq"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() but int("²") fails
         raise Rejection(400, "invalid_seq", "the audit sequence number must be a positive integer")
     entries: list[AuditEntry] = await request.app[RUNTIME].require().store.audit_entries(after=int(raw) - 1, limit=1)
     if not entries or entries[0].seq != int(raw):

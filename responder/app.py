@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -19,11 +20,13 @@ from responder.actions import RetryPolicy, SafetyRules
 from responder.adapters.kube import KubeCluster, open_cluster
 from responder.adapters.leader import LeaderElector, LeaseSettings
 from responder.admin import add_admin_routes
-from responder.config import ConfigError, Secrets, Settings
+from responder.config import ConfigError, KubernetesSettings, Secrets, Settings
 from responder.core.decide import DecisionCore
-from responder.engine import Clock, Engine, EngineOptions, utc_now
+from responder.engine import Clock, Engine, EngineOptions, Notice, NoticeHook, utc_now
+from responder.gitops import GitopsRelay, build_relay
 from responder.incidents import INCIDENTS, add_incident_routes
 from responder.metrics import Metrics
+from responder.openapi import add_openapi_route
 from responder.outbox import build_outbox
 from responder.ports import ClusterPort
 from responder.store import AuditSink, Store
@@ -39,7 +42,22 @@ def stdout_audit_sink(entries: list[dict[str, Any]]) -> None:
 
 
 async def connect_cluster(settings: Settings, secrets: Secrets) -> ClusterPort:
-    kube = settings.kubernetes
+    return await _connect(settings.kubernetes, secrets.kube_token.get_secret_value() if secrets.kube_token else None)
+
+
+async def connect_clusters(settings: Settings, secrets: Secrets, stack: AsyncExitStack) -> dict[str, ClusterPort]:
+    """Multi-cluster: one connection per configured cluster (each from its own kubeconfig context, URL or
+    service account), closed by ``stack``."""
+    found: dict[str, ClusterPort] = {}
+    for name, cluster in settings.clusters.items():
+        token = secrets.cluster_tokens.get(name)
+        port = await _connect(cluster.kubernetes, token.get_secret_value() if token else None)
+        stack.push_async_callback(port.close)
+        found[name] = port
+    return found
+
+
+async def _connect(kube: KubernetesSettings, token: str | None) -> ClusterPort:
     mode = kube.mode
     if mode == "auto":
         mode = "url" if kube.url else "kubeconfig"
@@ -49,7 +67,7 @@ async def connect_cluster(settings: Settings, secrets: Secrets) -> ClusterPort:
         context=kube.context,
         in_cluster=mode == "in_cluster",
         request_timeout_s=kube.request_timeout.total_seconds(),
-        token=secrets.kube_token.get_secret_value() if secrets.kube_token else None,
+        token=token,
     )
 
 
@@ -86,7 +104,10 @@ def engine_options(settings: Settings) -> EngineOptions:
     )
     return EngineOptions(
         safety=SafetyRules(
-            marker_label=key, marker_value=value, allowed_namespaces=frozenset(settings.safety.allowed_namespaces)
+            marker_label=key,
+            marker_value=value,
+            allowed_namespaces=frozenset(settings.safety.allowed_namespaces),
+            clusters=settings.cluster_namespaces(),
         ),
         retry=RetryPolicy(
             attempts=settings.retry.attempts,
@@ -96,7 +117,19 @@ def engine_options(settings: Settings) -> EngineOptions:
         dry_run=settings.dry_run,
         max_backlog=settings.engine.max_backlog,
         replay_horizon=horizon,
+        annotate=settings.gitops.annotate,
     )
+
+
+def _notice_hooks(*hooks: NoticeHook | None) -> NoticeHook:
+    """One notice hook calling each of ``hooks`` in order, inside the same transaction."""
+    present = [h for h in hooks if h is not None]
+
+    def hook(conn: sqlite3.Connection, notice: Notice) -> None:
+        for each in present:
+            each(conn, notice)
+
+    return hook
 
 
 def build_app(
@@ -104,6 +137,7 @@ def build_app(
     secrets: Secrets,
     *,
     cluster: ClusterPort | None = None,
+    clusters: Mapping[str, ClusterPort] | None = None,
     metrics: Metrics | None = None,
     clock: Clock = utc_now,
     audit_sink: AuditSink | None = stdout_audit_sink,
@@ -111,11 +145,13 @@ def build_app(
     """The complete responder as an aiohttp application; resources open on startup and close on cleanup.
 
     ``cluster`` replaces the Kubernetes connection built from the settings (the demo and tests pass one bound
-    to their emulator); it is then not closed here.
+    to their emulator); it is then not closed here. ``clusters`` likewise replaces the per-cluster connections
+    of a multi-cluster configuration.
     """
     app = create_app(settings, secrets)
     add_admin_routes(app)
     add_incident_routes(app)
+    add_openapi_route(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything opened is closed again in reverse order, also when a later step of the startup fails.
@@ -133,6 +169,11 @@ def build_app(
             await outbox.start()  # before the engine: resumed rollbacks may notify at once
             stack.push_async_callback(outbox.stop)
             app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
+            relay: GitopsRelay | None = build_relay(settings.gitops, secrets, store=store)
+            if relay is not None:
+                await relay.start()  # before the engine, like the outbox
+                stack.push_async_callback(relay.stop)
+            targets = dict(clusters) if clusters is not None else await connect_clusters(settings, secrets, stack)
             engine = Engine(
                 core=DecisionCore(settings.core()),
                 store=store,
@@ -140,7 +181,8 @@ def build_app(
                 metrics=the_metrics,
                 options=engine_options(settings),
                 clock=clock,
-                notice_hook=outbox.hook,
+                notice_hook=_notice_hooks(outbox.hook, relay.hook if relay is not None else None),
+                clusters=targets,
             )
             the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
             stack.push_async_callback(engine.stop)

@@ -124,8 +124,17 @@ def describe_settings(settings: Settings) -> str:
         lines.append(
             f"  - {t.name}: when {match} -> namespace {t.namespace}, deployment {t.deployment},"
             f" ingress {t.ingress or '(none)'}"
+            + (f", httproute {t.httproute} (canary backendRef {t.canary_backend})" if t.httproute else "")
+            + (f", clusters {', '.join(t.clusters)}" if t.clusters else "")
         )
-    lines.append("policies (first match wins; unmatched alerts only notify):")
+    for name, namespaces in sorted((settings.cluster_namespaces() or {}).items()):
+        lines.append(
+            f"cluster {name} (alert label {settings.cluster_label}={name}): namespaces {', '.join(sorted(namespaces))}"
+        )
+    if settings.gitops.enabled:
+        hook = settings.gitops.webhook
+        lines.append(f"gitops: annotate {settings.gitops.annotate}, webhook {hook.url if hook else '(none)'}")
+    lines.append("policies (first match wins; an alert no policy matches is only recorded):")
     for p in settings.policies:
         match = ", ".join(f"{k}={v}" for k, v in p.match.items()) or "(any alert)"
         extra = f" for {format_duration(p.persist_for)}" if p.mode.value == "persist" else ""

@@ -152,12 +152,58 @@ class TargetSettings(_Model):
     namespace: str = "{namespace}"
     deployment: str = "{app}-canary"
     ingress: str | None = "{app}-canary"
+    # Gateway API: the HTTPRoute whose ``canary_backend`` backendRef (the canary Service) is weighted to 0.
+    httproute: str | None = None
+    canary_backend: str | None = None
+    # Multi-cluster: the configured clusters this rule applies to (empty: every cluster).
+    clusters: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _templates(self) -> TargetSettings:
-        for template in (self.namespace, self.deployment, self.ingress or ""):
-            template_fields(template)  # raises ValueError naming the template
+        for template in (self.namespace, self.deployment, self.ingress, self.httproute, self.canary_backend):
+            template_fields(template or "")  # raises ValueError naming the template
+        if bool(self.httproute) != bool(self.canary_backend):
+            raise ValueError("httproute and canary_backend go together (the route, and which backendRef is the canary)")
         return self
+
+
+class ClusterSettings(_Model):
+    """One target cluster (multi-cluster): how to reach its API and where the responder may act in it."""
+
+    kubernetes: KubernetesSettings
+    allowed_namespaces: list[str] | None = None  # default: safety.allowed_namespaces
+
+    @model_validator(mode="after")
+    def _check(self) -> ClusterSettings:
+        bad = [ns for ns in self.allowed_namespaces or [] if not is_dns_label(ns)]
+        if bad:
+            raise ValueError(f"not valid namespace names: {bad}")
+        if self.allowed_namespaces is not None and not self.allowed_namespaces:
+            raise ValueError("allowed_namespaces must not be empty (leave it out to use safety.allowed_namespaces)")
+        return self
+
+
+class GitopsWebhookSettings(_Model):
+    """An outgoing webhook after each completed rollback, signed the Standard Webhooks way (HMAC-SHA256 over
+    ``id.timestamp.body``) with ``secret`` (``whsec_`` + base64, or plain base64)."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretRef
+    timeout: Duration = timedelta(seconds=10)
+    base_delay: Duration = timedelta(seconds=1)
+    max_delay: Duration = timedelta(minutes=5)
+    max_attempts: int = Field(default=20, ge=1, le=1000)
+
+
+class GitopsSettings(_Model):
+    """GitOps awareness: say what was rejected so a GitOps controller does not simply re-apply it."""
+
+    annotate: bool = False  # annotate the rolled-back canary Deployment (needs `patch` on deployments)
+    webhook: GitopsWebhookSettings | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.annotate or self.webhook is not None
 
 
 class PolicySettings(_Model):
@@ -280,6 +326,7 @@ class Settings(_Model):
     cooldown: Duration = timedelta(minutes=15)
     rollback_cap: RollbackCap = Field(default_factory=RollbackCap)
     dedupe_ttl: Duration = timedelta(hours=6)
+    dedupe_max: int = Field(default=100_000, ge=1_000, le=10_000_000)  # ~400 bytes each at the cap
     dry_run: bool = False
     retry: RetrySettings = Field(default_factory=RetrySettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -287,12 +334,42 @@ class Settings(_Model):
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Multi-cluster (absent: one cluster, the `kubernetes` section). The alert label `cluster_label` names the
+    # cluster; an alert naming none of these is refused. `kubernetes` stays the home cluster (readiness, Lease).
+    clusters: dict[str, ClusterSettings] = Field(default_factory=dict)
+    cluster_label: str = Field(default="cluster", min_length=1)
+    gitops: GitopsSettings = Field(default_factory=GitopsSettings)
+
+    @model_validator(mode="after")
+    def _clusters(self) -> Settings:
+        bad = [name for name in self.clusters if not is_dns_label(name)]
+        if bad:
+            raise ValueError(f"cluster names must be DNS labels (lower case, digits, '-'): {bad}")
+        for target in self.targets:
+            unknown = [c for c in target.clusters if c not in self.clusters]
+            if unknown:
+                raise ValueError(f"target {target.name!r} names clusters that are not configured: {unknown}")
+        return self
+
+    def cluster_namespaces(self) -> dict[str, frozenset[str]] | None:
+        """Multi-cluster: each cluster's namespace allowlist; None with one cluster."""
+        if not self.clusters:
+            return None
+        default = self.safety.allowed_namespaces
+        return {name: frozenset(c.allowed_namespaces or default) for name, c in self.clusters.items()}
 
     def core(self) -> CoreSettings:
         return CoreSettings(
             targets=tuple(
                 TargetRule(
-                    name=t.name, match=t.match, namespace=t.namespace, deployment=t.deployment, ingress=t.ingress
+                    name=t.name,
+                    match=t.match,
+                    namespace=t.namespace,
+                    deployment=t.deployment,
+                    ingress=t.ingress,
+                    httproute=t.httproute,
+                    canary_backend=t.canary_backend,
+                    clusters=tuple(t.clusters),
                 )
                 for t in self.targets
             ),
@@ -305,6 +382,9 @@ class Settings(_Model):
             cap_max=self.rollback_cap.max,
             cap_window=self.rollback_cap.window,
             dedupe_ttl=self.dedupe_ttl,
+            dedupe_max=self.dedupe_max,
+            clusters=self.cluster_namespaces(),
+            cluster_label=self.cluster_label,
         )
 
 
@@ -324,6 +404,11 @@ class Secrets:
         slack = settings.notifications.slack
         self.slack_webhook_url = slack.webhook_url.resolve(environ) if slack and slack.webhook_url else None
         self.slack_bot_token = slack.bot_token.resolve(environ) if slack and slack.bot_token else None
+        self.cluster_tokens = {
+            name: c.kubernetes.token.resolve(environ) for name, c in settings.clusters.items() if c.kubernetes.token
+        }
+        hook = settings.gitops.webhook
+        self.gitops_webhook_secret = hook.secret.resolve(environ) if hook else None
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"

@@ -19,24 +19,26 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from responder.actions import (
     CANARY_ANNOTATION,
+    RejectionMark,
     RestorePoint,
     RetryPolicy,
     SafetyRules,
     StepOutcome,
     execute_restore,
     execute_rollback,
+    plan_steps,
 )
 from responder.core.decide import Decision, DecisionCore
 from responder.core.model import AlertEvent, FailureReason, Outcome, Step, StepResult, TargetRef
 from responder.metrics import Metrics
-from responder.ports import ClusterPort
+from responder.ports import ClusterError, ClusterPort
 from responder.store import RollbackRecord, Store, StoreUnavailable, iso
 
 log = logging.getLogger("responder.engine")
@@ -78,6 +80,7 @@ class EngineOptions:
     dry_run: bool = False
     max_backlog: int = 20_000
     replay_horizon: timedelta = timedelta(hours=6)
+    annotate: bool = False  # GitOps awareness: annotate the rolled-back Deployment with what was rejected
 
 
 @dataclass(slots=True)
@@ -100,11 +103,13 @@ class Engine:
         options: EngineOptions,
         clock: Clock = utc_now,
         notice_hook: NoticeHook | None = None,
+        clusters: Mapping[str, ClusterPort] | None = None,
     ) -> None:
         self.core = core
         self.notice_hook = notice_hook
         self.store = store
-        self.cluster = cluster
+        self.cluster = cluster  # the home cluster: single-cluster targets (cluster ""), readiness, the Lease
+        self.clusters: Mapping[str, ClusterPort] = clusters or {}  # multi-cluster: one connection per cluster
         self.metrics = metrics
         self.options = options
         self.clock = clock
@@ -116,7 +121,6 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._received: dict[str, float] = {}
 
     # -- lifecycle --
 
@@ -165,7 +169,7 @@ class Engine:
             for name, step in record.steps.items()
             if step.get("result") in (StepResult.DONE, StepResult.NOOP) and name != Step.CHECK
         }
-        target = TargetRef(record.namespace, record.deployment, record.ingress)
+        target = _record_target(record)
         log.warning("resuming rollback %s (steps already done: %s)", record.incident, sorted(finished))
         job = _Job(record.incident, target, record.received_at, frozenset(finished))
         job.durable.set()  # read back from the database
@@ -236,15 +240,25 @@ class Engine:
         for event, _ in batch:
             decisions.extend(self.core.on_event(event, now))
         jobs = [self._job_for(d, received) for d in decisions if d.outcome is Outcome.ROLLBACK]
-        # Lanes start at once: their CHECK only reads, overlapping this commit; no step mutates anything
-        # before ``job.durable`` says the intent (and the before-state it will hold) is on disk.
+        # Lanes start at once: their CHECK only reads, overlapping the commit of the intents; no step mutates
+        # anything before ``job.durable`` says its intent (and the before-state it will hold) is on disk.
         for job in jobs:
             self._dispatch(job)
-        await self._write_until_done(
-            lambda conn: self._record(conn, [e.event_id for e, _ in batch], decisions, jobs, now)
-        )
-        for job in jobs:
-            job.durable.set()
+        event_ids = [event.event_id for event, _ in batch]
+        if jobs:
+            # Under a storm a batch holds hundreds of decisions; commit the rollbacks first, in a small
+            # transaction, so that canary traffic goes off without waiting for the record of everything else.
+            urgent = [d for d in decisions if d.outcome is Outcome.ROLLBACK]
+            urgent_ids = [d.event.event_id for d in urgent]
+            await self._write_until_done(lambda conn: self._record(conn, urgent_ids, urgent, jobs, now))
+            for job in jobs:
+                job.durable.set()
+            rest = [d for d in decisions if d.outcome is not Outcome.ROLLBACK]
+            done_ids = set(urgent_ids)
+            event_ids = [i for i in event_ids if i not in done_ids]
+            await self._write_until_done(lambda conn: self._record(conn, event_ids, rest, [], now))
+        else:
+            await self._write_until_done(lambda conn: self._record(conn, event_ids, decisions, [], now))
         for decision in decisions:
             self.metrics.events.labels(decision.outcome.value).inc()
         self._wake_waiters(batch, decisions)
@@ -264,7 +278,7 @@ class Engine:
                 await self.store.write(fn)
                 return
             except StoreUnavailable as exc:
-                log.error("cannot record decisions (%s); retrying in %.2fs", exc, delay)
+                log.error("cannot write to the database (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -308,6 +322,9 @@ class Engine:
             namespace=job.target.namespace,
             deployment=job.target.deployment,
             ingress=job.target.ingress,
+            cluster=job.target.cluster,
+            httproute=job.target.httproute,
+            canary_backend=job.target.canary_backend,
             created_at=iso(now),
             received_at=job.received_at,
             status="pending",
@@ -317,7 +334,7 @@ class Engine:
         )
 
     def _audit_intent(self, conn: sqlite3.Connection, job: _Job, decision: Decision) -> None:
-        plan = _plan_steps(job.target)
+        plan = plan_steps(job.target, annotate=self.options.annotate)
         self.store.append_audit(
             conn,
             "rollback.intent",
@@ -332,6 +349,13 @@ class Engine:
         )
 
     # -- acting --
+
+    def cluster_for(self, target: TargetRef) -> ClusterPort:
+        """The connection to the target's cluster; one that refuses every call when the cluster is unknown
+        (the executor's safety check refuses such a target first: this is the second line)."""
+        if not target.cluster:
+            return self.cluster
+        return self.clusters.get(target.cluster) or cast(ClusterPort, _UnknownCluster(target.cluster))
 
     def _dispatch(self, job: _Job) -> None:
         self._enqueue(job.target.key, lambda: self._execute(job))
@@ -359,13 +383,15 @@ class Engine:
             await self._record_step(job, outcome)
 
         try:
+            mark = RejectionMark(incident=job.incident, at=iso(self.clock())) if self.options.annotate else None
             outcomes = await execute_rollback(
-                self.cluster,
+                self.cluster_for(job.target),
                 job.target,
                 safety=self.options.safety,
                 retry=self.options.retry,
                 dry_run=self.options.dry_run,
                 skip=job.skip,
+                mark=mark,
                 on_step=on_step,
             )
             status = _final_status(outcomes)
@@ -393,9 +419,14 @@ class Engine:
         await self._write_until_done(lambda conn: self._persist_step(conn, job, data))
 
     def _pending_write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        """Queue a record now (keeping its place in the store's order) without waiting for it; if that commit
+        fails, keep retrying it in the background rather than leave a gap in the audit trail."""
+
         def done(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and future.exception() is not None:
-                log.error("could not record a step: %s", future.exception())
+                task = asyncio.create_task(self._write_until_done(fn))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
         self.store.submit(fn).add_done_callback(done)
 
@@ -454,11 +485,14 @@ class Engine:
         return stored, [d for decisions in results for d in decisions]
 
     def plan(self, target: TargetRef) -> list[str]:
-        return [s.value for s in _plan_steps(target)]
+        return [s.value for s in plan_steps(target, annotate=self.options.annotate)]
 
-    async def restore(self, namespace: str, deployment: str, *, actor: str, dry_run: bool) -> RestoreResult:
+    async def restore(
+        self, namespace: str, deployment: str, *, actor: str, dry_run: bool, cluster: str = ""
+    ) -> RestoreResult:
         """Undo the last rollback of a target in its lane; refused when the live objects changed since."""
-        record = await self.store.latest_rollback(f"{namespace}/{deployment}")
+        key = TargetRef(namespace, deployment, cluster=cluster).key
+        record = await self.store.latest_rollback(key)
         point = restore_point(record) if record is not None else None
         if record is None or point is None:
             return RestoreResult(
@@ -466,9 +500,9 @@ class Engine:
                 incident=None,
                 outcomes=[],
                 reason=FailureReason.NOTHING_TO_RESTORE,
-                message=f"no completed rollback of {namespace}/{deployment} to restore",
+                message=f"no completed rollback of {key} to restore",
             )
-        target = TargetRef(record.namespace, record.deployment, record.ingress)
+        target = _record_target(record)
         done: asyncio.Future[RestoreResult] = asyncio.get_running_loop().create_future()
 
         async def work() -> None:
@@ -502,7 +536,7 @@ class Engine:
             )
 
         outcomes = await execute_restore(
-            self.cluster,
+            self.cluster_for(target),
             target,
             point=point,
             safety=self.options.safety,
@@ -558,16 +592,41 @@ def restore_point(record: RollbackRecord) -> RestorePoint | None:
     traffic = record.steps.get(Step.TRAFFIC_OFF.value)
     check = record.steps.get(Step.CHECK.value, {})
     annotation = traffic["before"].get("annotations", {}).get(CANARY_ANNOTATION) if traffic else None
+    route = record.steps.get(Step.ROUTE_OFF.value)
+    route_done = bool(route and route.get("result") in ("done", "noop"))
     return RestorePoint(
         replicas=int(scale["before"].get("replicas", 0)),
         annotation=annotation,
         images=tuple(check.get("before", {}).get("images", [])),
         traffic_step=bool(traffic and traffic.get("result") in ("done", "noop")),
+        route_before=route["before"].get("rules") if route and route_done else None,
+        route_after=route["after"].get("rules") if route and route_done else None,
     )
 
 
-def _plan_steps(target: TargetRef) -> list[Step]:
-    return [Step.CHECK, *([Step.TRAFFIC_OFF] if target.ingress else []), Step.SCALE_ZERO, Step.EVENT]
+def _record_target(record: RollbackRecord) -> TargetRef:
+    return TargetRef(
+        record.namespace,
+        record.deployment,
+        record.ingress,
+        httproute=record.httproute,
+        canary_backend=record.canary_backend,
+        cluster=record.cluster,
+    )
+
+
+class _UnknownCluster:
+    """A ClusterPort for a cluster the configuration no longer knows (a rollback resumed after the cluster was
+    removed): every call fails permanently, so nothing is ever sent to another cluster by mistake."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Callable[..., Awaitable[Any]]:
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ClusterError(FailureReason.UNKNOWN_CLUSTER, f"cluster {self.name!r} is not configured")
+
+        return refuse
 
 
 PAUSED_PREFIX = "responder paused"
@@ -580,7 +639,7 @@ _NOTICE_KINDS = {
 
 
 def _final_status(outcomes: list[StepOutcome]) -> str:
-    results = {o.result for o in outcomes if o.step is not Step.EVENT}
+    results = {o.result for o in outcomes if o.step not in (Step.EVENT, Step.ANNOTATE)}
     if StepResult.REFUSED in results:
         return "refused"
     if StepResult.FAILED in results:

@@ -58,7 +58,7 @@ def _markdown(text: str) -> web.Response:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:  # "²".isdigit(), int("²") fails
         raise Rejection(400, "bad_request", "limit must be an integer between 1 and 1000")
     return int(raw)
 

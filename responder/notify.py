@@ -18,7 +18,7 @@ from urllib.parse import quote
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 NOT_RECORDED = "not recorded"
 UNAVAILABLE = "unavailable"
-_STEP_ORDER = ("check", "traffic_off", "scale_zero", "event")
+_STEP_ORDER = ("check", "traffic_off", "route_off", "scale_zero", "annotate", "event")
 _SECTION_LIMIT = 2900  # Slack refuses section text over 3000 characters
 _HEADER_LIMIT = 150  # and header text over 150
 

@@ -134,7 +134,8 @@ class IncidentReader:
         )
 
     async def _from_notice(self, row: OutboxRow) -> Incident:
-        namespace, _, deployment = (row.target or "").partition("/")
+        # "namespace/deployment", or "cluster/namespace/deployment" with several clusters
+        *_, namespace, deployment = ["", "", *(row.target or "").split("/")]
         return Incident(
             id=row.incident,
             kind=row.kind,

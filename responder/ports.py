@@ -6,9 +6,10 @@ The engine never sees a third-party exception: adapters translate them into :cla
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from responder.core.model import DeploymentView, FailureReason, IngressView, ScaleView
+from responder.core.model import DeploymentView, FailureReason, HTTPRouteView, IngressView, ScaleView
 
 
 class ClusterError(Exception):
@@ -36,6 +37,23 @@ class ClusterPort(Protocol):
         self, namespace: str, name: str, *, annotations: dict[str, str | None], resource_version: str
     ) -> IngressView:
         """Merge-patch annotations (``None`` deletes one), failing with CONFLICT on a stale resource_version."""
+        ...
+
+    async def get_httproute(self, namespace: str, name: str) -> HTTPRouteView:
+        """A gateway.networking.k8s.io/v1 HTTPRoute."""
+        ...
+
+    async def set_httproute_rules(
+        self, namespace: str, name: str, *, rules: list[dict[str, Any]], resource_version: str
+    ) -> HTTPRouteView:
+        """Replace ``spec.rules`` as a whole (a merge patch replaces lists), failing with CONFLICT on a stale
+        resource_version: the whole list is sent, so the precondition is what keeps a concurrent edit safe."""
+        ...
+
+    async def set_deployment_annotations(
+        self, namespace: str, name: str, *, annotations: Mapping[str, str | None], resource_version: str
+    ) -> DeploymentView:
+        """Merge-patch the Deployment's annotations (GitOps marks), failing with CONFLICT on a stale version."""
         ...
 
     async def get_scale(self, namespace: str, name: str) -> ScaleView: ...

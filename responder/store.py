@@ -58,7 +58,8 @@ CREATE INDEX IF NOT EXISTS audit_target ON audit (target, seq);
 CREATE TABLE IF NOT EXISTS rollbacks (
     incident TEXT PRIMARY KEY, target TEXT NOT NULL, namespace TEXT NOT NULL, deployment TEXT NOT NULL,
     ingress TEXT, created_at TEXT NOT NULL, received_at REAL NOT NULL, status TEXT NOT NULL,
-    dry_run INTEGER NOT NULL, steps TEXT NOT NULL DEFAULT '{}', cites TEXT NOT NULL DEFAULT '[]'
+    dry_run INTEGER NOT NULL, steps TEXT NOT NULL DEFAULT '{}', cites TEXT NOT NULL DEFAULT '[]',
+    spec TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -80,6 +81,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     if "forced" not in columns:
         conn.execute("ALTER TABLE events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
+    rollback_columns = {row[1] for row in conn.execute("PRAGMA table_info(rollbacks)")}
+    if "spec" not in rollback_columns:  # the target's cluster and HTTPRoute (multi-cluster, Gateway API)
+        conn.execute("ALTER TABLE rollbacks ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'")
 
 
 class StoreUnavailable(Exception):
@@ -160,6 +164,9 @@ class RollbackRecord:
     dry_run: bool
     steps: dict[str, Any]
     cites: list[Any]
+    cluster: str = ""  # multi-cluster: the cluster the target lives in ("" with one cluster)
+    httproute: str | None = None
+    canary_backend: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +438,7 @@ class Store:
     def insert_rollback(conn: sqlite3.Connection, record: RollbackRecord) -> None:
         conn.execute(
             "INSERT INTO rollbacks (incident, target, namespace, deployment, ingress, created_at, received_at,"
-            " status, dry_run, steps, cites) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " status, dry_run, steps, cites, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.incident,
                 record.target,
@@ -444,6 +451,7 @@ class Store:
                 int(record.dry_run),
                 canonical(record.steps).decode(),
                 canonical(record.cites).decode(),
+                canonical(_rollback_spec(record)).decode(),
             ),
         )
 
@@ -796,7 +804,13 @@ def _pause_reason(state: dict[str, Any]) -> str | None:
     return f"by {state['actor']}: {state['reason']}" if state.get("paused") else None
 
 
+def _rollback_spec(record: RollbackRecord) -> dict[str, Any]:
+    spec = {"cluster": record.cluster, "httproute": record.httproute, "canary_backend": record.canary_backend}
+    return {key: value for key, value in spec.items() if value}
+
+
 def _row_rollback(row: Sequence[Any]) -> RollbackRecord:
+    spec = orjson.loads(row[11]) if len(row) > 11 and row[11] else {}
     return RollbackRecord(
         incident=row[0],
         target=row[1],
@@ -809,4 +823,7 @@ def _row_rollback(row: Sequence[Any]) -> RollbackRecord:
         dry_run=bool(row[8]),
         steps=orjson.loads(row[9]),
         cites=orjson.loads(row[10]),
+        cluster=str(spec.get("cluster") or ""),
+        httproute=spec.get("httproute"),
+        canary_backend=spec.get("canary_backend"),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
 import logging
 import time
@@ -97,11 +96,12 @@ def webhook_authorized(request: web.Request, secrets: Secrets) -> bool:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and secrets.webhook_tokens:
         tokens = [t.get_secret_value().encode() for t in secrets.webhook_tokens]
-        return _matches_any(value.strip().encode(), tokens)
+        # undecodable header bytes arrive as surrogate escapes: compare them as the bytes they were
+        return _matches_any(value.strip().encode(errors="surrogateescape"), tokens)
     if scheme.lower() == "basic" and secrets.basic_user and secrets.basic_password:
         try:
             user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII text
             return False
         user_ok = hmac.compare_digest(user.encode(), secrets.basic_user.encode())
         password_ok = hmac.compare_digest(password.encode(), secrets.basic_password.get_secret_value().encode())

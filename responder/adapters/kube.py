@@ -24,7 +24,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
-from responder.core.model import DeploymentView, FailureReason, IngressView, ScaleView
+from responder.core.model import DeploymentView, FailureReason, HTTPRouteView, IngressView, ScaleView
 from responder.ports import ClusterError
 
 __all__ = ["COMPONENT", "KubeCluster", "open_cluster", "reason_for_status", "to_cluster_error"]
@@ -32,6 +32,7 @@ __all__ = ["COMPONENT", "KubeCluster", "open_cluster", "reason_for_status", "to_
 COMPONENT = "canary-responder"  # reportingComponent / source.component of our Events
 _MERGE_PATCH: Mapping[str, Any] = {"_content_type": "application/merge-patch+json"}
 _EVENT_MESSAGE_LIMIT = 1024
+_HTTPROUTE = ("gateway.networking.k8s.io", "v1")  # group, version (plural "httproutes")
 _T = TypeVar("_T")
 
 _STATUS_REASONS: Mapping[int, FailureReason] = {
@@ -104,6 +105,19 @@ def _ingress_view(obj: client.V1Ingress) -> IngressView:
     )
 
 
+def _httproute_view(obj: Any, *, namespace: str, name: str) -> HTTPRouteView:
+    """CustomObjectsApi answers plain JSON (a dict), not a model object."""
+    body = obj if isinstance(obj, dict) else {}
+    meta = body.get("metadata") or {}
+    rules = (body.get("spec") or {}).get("rules") or []
+    return HTTPRouteView(
+        namespace=str(meta.get("namespace") or namespace),
+        name=str(meta.get("name") or name),
+        rules=tuple(r for r in rules if isinstance(r, dict)),
+        resource_version=str(meta.get("resourceVersion") or ""),
+    )
+
+
 def _scale_view(obj: client.V1Scale, *, namespace: str, name: str) -> ScaleView:
     replicas = obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 0
     return ScaleView(
@@ -158,6 +172,7 @@ class KubeCluster:
         self._apps = client.AppsV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
 
     def api_client(self) -> client.ApiClient:
         """The underlying client, for features that use ``kubernetes_asyncio`` directly (leader election)."""
@@ -186,6 +201,35 @@ class KubeCluster:
             name, namespace, body, _request_timeout=self._timeout, **_MERGE_PATCH
         )
         return _ingress_view(await self._call(f"patch ingress {namespace}/{name}", call))
+
+    async def get_httproute(self, namespace: str, name: str) -> HTTPRouteView:
+        call = self._custom.get_namespaced_custom_object(
+            *_HTTPROUTE, namespace, "httproutes", name, _request_timeout=self._timeout
+        )
+        found = await self._call(f"get httproute {namespace}/{name}", call)
+        return _httproute_view(found, namespace=namespace, name=name)
+
+    async def set_httproute_rules(
+        self, namespace: str, name: str, *, rules: list[dict[str, Any]], resource_version: str
+    ) -> HTTPRouteView:
+        """Replace ``spec.rules`` as a whole (a merge patch replaces lists), failing with CONFLICT on a stale
+        resource_version."""
+        body = {"metadata": _precondition(resource_version), "spec": {"rules": rules}}
+        call = self._custom.patch_namespaced_custom_object(
+            *_HTTPROUTE, namespace, "httproutes", name, body, _request_timeout=self._timeout, **_MERGE_PATCH
+        )
+        patched = await self._call(f"patch httproute {namespace}/{name}", call)
+        return _httproute_view(patched, namespace=namespace, name=name)
+
+    async def set_deployment_annotations(
+        self, namespace: str, name: str, *, annotations: Mapping[str, str | None], resource_version: str
+    ) -> DeploymentView:
+        """Merge-patch the Deployment's annotations, failing with CONFLICT on a stale resource_version."""
+        body = {"metadata": {**_precondition(resource_version), "annotations": dict(annotations)}}
+        call = self._apps.patch_namespaced_deployment(
+            name, namespace, body, _request_timeout=self._timeout, **_MERGE_PATCH
+        )
+        return _deployment_view(await self._call(f"annotate deployment {namespace}/{name}", call))
 
     async def get_scale(self, namespace: str, name: str) -> ScaleView:
         call = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._timeout)

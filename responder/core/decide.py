@@ -9,7 +9,8 @@ Rules, in the order they are applied to an event:
 1. identity ``(fingerprint, status, startsAt)`` seen before -> DUPLICATE (HA peers, retries, repeat_interval);
 2. resolved -> RESOLVED, never an action; it cancels a pending persist-policy alert of the same fingerprint;
 3. firing whose startsAt is not newer than a resolution already seen for that fingerprint -> STALE;
-4. notify-only policy -> NOTIFY; no target (or a namespace outside the allowlist) -> REFUSED;
+4. no policy matches (or an ``ignore`` policy) -> IGNORED; notify-only policy -> NOTIFY; no target (or a namespace
+   outside the allowlist) -> REFUSED;
 5. target already rolled back: inside the coalescing window -> COALESCED into that rollback, later inside the
    cooldown -> SUPPRESSED;
 6. persist policy before its deadline -> PENDING (a tick at the deadline re-asks the core);
@@ -21,6 +22,7 @@ the target mapping or the executor's live safety checks.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,7 +42,11 @@ class CoreSettings:
     cap_max: int = 3
     cap_window: timedelta = timedelta(minutes=10)
     dedupe_ttl: timedelta = timedelta(hours=6)
-    dedupe_max: int = 500_000
+    dedupe_max: int = 100_000
+    # Multi-cluster: cluster name -> its namespace allowlist; the alert label ``cluster_label`` selects one and
+    # an alert naming no configured cluster is REFUSED. None: one cluster, targets carry cluster "".
+    clusters: Mapping[str, frozenset[str]] | None = None
+    cluster_label: str = "cluster"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +190,17 @@ class DecisionCore:
         if isinstance(resolved_start, datetime) and event.starts_at <= resolved_start and not event.forced:
             return [Decision(outcome=Outcome.STALE, event=event, reason="a resolution of this alert was already seen")]
         policy = select_policy(self.settings.policies, event.labels)
-        resolved = resolve_target(self.settings.targets, event.labels, self.settings.allowed_namespaces)
+        settings = self.settings
+        resolved = resolve_target(
+            settings.targets,
+            event.labels,
+            settings.allowed_namespaces,
+            clusters=settings.clusters,
+            cluster_label=settings.cluster_label,
+        )
+        if policy.mode is PolicyMode.IGNORE:
+            reason = "no policy matches: recorded only" if policy.name == "unmatched" else f"policy {policy.name!r}"
+            return [Decision(outcome=Outcome.IGNORED, event=event, policy=policy.name, reason=reason)]
         if policy.mode is PolicyMode.NOTIFY:
             target = resolved.target if isinstance(resolved, Resolved) else None
             return [
@@ -232,7 +248,9 @@ class DecisionCore:
             cap = f"{self.settings.cap_max} rollbacks per {self.settings.cap_window}"
             return verdict(Outcome.HELD, f"global cap of {cap} reached; a human must decide")
         # URL-safe (one path segment) and deterministic, so a rebuilt core names incidents as before.
-        incident = f"{target.namespace}:{target.deployment}:{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
+        # The cluster leads when there is one: the same namespace/app in two clusters are two incidents.
+        where = f"{target.cluster}:" if target.cluster else ""
+        incident = f"{where}{target.namespace}:{target.deployment}:{now.strftime('%Y%m%dT%H%M%S.%fZ')}"
         self._rolled_back[target.key] = _Rollback(incident, now)
         self._recent.append(now)
         return verdict(Outcome.ROLLBACK, why, incident)

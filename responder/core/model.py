@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class AlertStatus(enum.StrEnum):
@@ -23,6 +24,7 @@ class PolicyMode(enum.StrEnum):
     IMMEDIATE = "immediate"  # roll back as soon as it fires
     PERSIST = "persist"  # roll back only if still firing after ``persist_for``
     NOTIFY = "notify"  # never act; record and notify
+    IGNORE = "ignore"  # never act, never notify; only recorded (alerts no policy matches)
 
 
 class Outcome(enum.StrEnum):
@@ -33,6 +35,7 @@ class Outcome(enum.StrEnum):
     PENDING = "pending"  # persist policy: waiting for the deadline
     CANCELLED = "cancelled"  # persist policy: resolved before the deadline
     NOTIFY = "notify"  # notify-only policy
+    IGNORED = "ignored"  # no policy matches (another team's alert): recorded only
     RESOLVED = "resolved"  # a resolution; recorded, never acted on
     DUPLICATE = "duplicate"  # same (fingerprint, status, startsAt) already seen
     STALE = "stale"  # firing event older than a resolution already seen
@@ -44,10 +47,13 @@ class Outcome(enum.StrEnum):
 class Step(enum.StrEnum):
     CHECK = "check"  # re-read live objects and verify the target is a canary we may touch
     TRAFFIC_OFF = "traffic_off"  # disable the canary Ingress
+    ROUTE_OFF = "route_off"  # Gateway API: canary backendRef weight to 0 in the HTTPRoute, its share to stable
     SCALE_ZERO = "scale_zero"  # scale the canary Deployment to zero through /scale
+    ANNOTATE = "annotate"  # GitOps: record the rejected images/revision on the Deployment (optional)
     EVENT = "event"  # emit a Kubernetes Event on the Deployment
     SCALE_RESTORE = "scale_restore"  # restore: put the recorded replica count back
     TRAFFIC_RESTORE = "traffic_restore"  # restore: put the recorded canary annotation back
+    ROUTE_RESTORE = "route_restore"  # restore: put the recorded HTTPRoute backendRef weights back
 
 
 class StepResult(enum.StrEnum):
@@ -73,6 +79,7 @@ class FailureReason(enum.StrEnum):
     NAMESPACE_NOT_ALLOWED = "namespace_not_allowed"
     CHANGED_SINCE = "changed_since_rollback"  # restore refused: someone changed the canary after the rollback
     NOTHING_TO_RESTORE = "nothing_to_restore"
+    UNKNOWN_CLUSTER = "unknown_cluster"  # the target names a cluster the configuration does not know
 
     @property
     def retryable(self) -> bool:
@@ -86,15 +93,23 @@ _RETRYABLE = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class TargetRef:
-    """A canary the responder may act on: its Deployment and the Ingress that routes traffic to it."""
+    """A canary the responder may act on: its Deployment and what routes traffic to it (an NGINX canary
+    Ingress, a Gateway API HTTPRoute whose ``canary_backend`` backendRef is the canary Service, or both), in
+    ``cluster`` ("" in a single-cluster configuration)."""
 
     namespace: str
     deployment: str
     ingress: str | None = None
+    httproute: str | None = None
+    canary_backend: str | None = None  # the canary Service's name among the HTTPRoute's backendRefs
+    cluster: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.namespace}/{self.deployment}"
+        """``namespace/deployment``; ``cluster/namespace/deployment`` when a cluster is set (a namespace never
+        contains a slash, so the two forms cannot be confused and single-cluster keys stay as they were)."""
+        base = f"{self.namespace}/{self.deployment}"
+        return f"{self.cluster}/{base}" if self.cluster else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,16 @@ class IngressView:
     namespace: str
     name: str
     annotations: Mapping[str, str]
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRouteView:
+    """A Gateway API HTTPRoute: only its ``spec.rules`` (plain JSON) matter to the traffic step."""
+
+    namespace: str
+    name: str
+    rules: tuple[Mapping[str, Any], ...]
     resource_version: str
 
 

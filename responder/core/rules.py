@@ -63,6 +63,9 @@ class TargetRule:
     namespace: str
     deployment: str
     ingress: str | None = None
+    httproute: str | None = None  # Gateway API HTTPRoute template; needs canary_backend
+    canary_backend: str | None = None  # the canary Service's name template (the backendRef to weigh to 0)
+    clusters: tuple[str, ...] = ()  # multi-cluster: the clusters this rule applies to; empty: all of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,29 +80,71 @@ class Unresolved:
 
 
 def resolve_target(
-    rules: tuple[TargetRule, ...], labels: Mapping[str, str], allowed_namespaces: frozenset[str]
+    rules: tuple[TargetRule, ...],
+    labels: Mapping[str, str],
+    allowed_namespaces: frozenset[str],
+    *,
+    clusters: Mapping[str, frozenset[str]] | None = None,
+    cluster_label: str = "cluster",
 ) -> Resolved | Unresolved:
-    """Map alert labels to a canary target, or say precisely why not."""
+    """Map alert labels to a canary target, or say precisely why not.
+
+    With ``clusters`` (multi-cluster: name -> that cluster's namespace allowlist) the alert's ``cluster_label``
+    must name one of them; only rules listing that cluster (or listing none) apply, and the namespace must be in
+    that cluster's allowlist. Without it (single cluster) the target has cluster "" and ``allowed_namespaces``.
+    """
+    cluster = ""
+    if clusters:
+        cluster = labels.get(cluster_label, "")
+        if cluster not in clusters:
+            shown = repr(cluster) if cluster else "none"
+            return Unresolved(f"unknown cluster: label {cluster_label!r} is {shown}, not a configured cluster")
+        allowed_namespaces = clusters[cluster]
     for rule in rules:
-        if not matches(rule.match, labels):
+        if not matches(rule.match, labels) or (cluster and rule.clusters and cluster not in rule.clusters):
             continue
-        return _render_rule(rule, labels, allowed_namespaces)
-    return Unresolved("no target rule matches the alert labels")
+        return _render_rule(rule, labels, allowed_namespaces, cluster=cluster)
+    where = f" in cluster {cluster!r}" if cluster else ""
+    return Unresolved(f"no target rule matches the alert labels{where}")
 
 
-def _render_rule(rule: TargetRule, labels: Mapping[str, str], allowed: frozenset[str]) -> Resolved | Unresolved:
+def _render_optional(template: str | None, labels: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The rendered name (None when there is no template) and whether it is usable."""
+    if not template:
+        return None, True
+    value = render(template, labels)
+    return value, value is not None and is_dns_subdomain(value)
+
+
+def _render_rule(
+    rule: TargetRule, labels: Mapping[str, str], allowed: frozenset[str], *, cluster: str
+) -> Resolved | Unresolved:
     namespace = render(rule.namespace, labels)
     deployment = render(rule.deployment, labels)
-    ingress = render(rule.ingress, labels) if rule.ingress else None
-    if namespace is None or deployment is None or (rule.ingress and ingress is None):
+    if namespace is None or deployment is None:
         return Unresolved(f"target rule {rule.name!r}: a label its name templates need is missing")
     if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
         return Unresolved(f"target rule {rule.name!r}: rendered names are not valid Kubernetes names")
-    if ingress is not None and not is_dns_subdomain(ingress):
-        return Unresolved(f"target rule {rule.name!r}: rendered ingress name is not a valid Kubernetes name")
+    optional = {
+        "ingress": _render_optional(rule.ingress, labels),
+        "httproute": _render_optional(rule.httproute, labels),
+        "canary_backend": _render_optional(rule.canary_backend if rule.httproute else None, labels),
+    }
+    bad = [what for what, (_, ok) in optional.items() if not ok]
+    if bad:
+        return Unresolved(f"target rule {rule.name!r}: rendered {' and '.join(bad)} name is missing or invalid")
     if namespace not in allowed:
-        return Unresolved(f"namespace {namespace!r} is not in the allowlist")
-    return Resolved(TargetRef(namespace=namespace, deployment=deployment, ingress=ingress), rule.name)
+        where = f" of cluster {cluster!r}" if cluster else ""
+        return Unresolved(f"namespace {namespace!r} is not in the allowlist{where}")
+    target = TargetRef(
+        namespace=namespace,
+        deployment=deployment,
+        ingress=optional["ingress"][0],
+        httproute=optional["httproute"][0],
+        canary_backend=optional["canary_backend"][0],
+        cluster=cluster,
+    )
+    return Resolved(target, rule.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,11 +155,12 @@ class PolicyRule:
     persist_for: timedelta = timedelta(0)
 
 
-DEFAULT_POLICY = PolicyRule(name="default", mode=PolicyMode.NOTIFY)
+DEFAULT_POLICY = PolicyRule(name="unmatched", mode=PolicyMode.IGNORE)
 
 
 def select_policy(rules: tuple[PolicyRule, ...], labels: Mapping[str, str]) -> PolicyRule:
-    """First matching rule wins; an alert no rule matches only notifies (never acts by accident)."""
+    """First matching rule wins; an alert no rule matches is only recorded: it never acts by accident, and other
+    teams' alerts that reach the responder do not page anyone through it."""
     for rule in rules:
         if matches(rule.match, labels):
             return rule

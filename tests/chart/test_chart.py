@@ -39,6 +39,18 @@ ROLLBACK_RIGHTS = {
 LEASE_RIGHTS = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
 
+def _rollback_rights(values: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """ROLLBACK_RIGHTS plus what configuration turns on: httproutes get/patch for the Gateway API step,
+    deployments patch for GitOps annotations; never more."""
+    rights = {key: set(verbs) for key, verbs in ROLLBACK_RIGHTS.items()}
+    config = values["config"]
+    if values.get("gatewayAPI", {}).get("enabled") or any(t.get("httproute") for t in config["targets"]):
+        rights[("gateway.networking.k8s.io", "httproutes")] = {"get", "patch"}
+    if (config.get("gitops") or {}).get("annotate"):
+        rights[("apps", "deployments")] = {"get", "patch"}
+    return rights
+
+
 @pytest.fixture(scope="module", params=sorted(VALUE_FILES))
 def rendered(request: pytest.FixtureRequest, render: Callable[..., Rendered]) -> Rendered:
     return render(VALUE_FILES[request.param])
@@ -119,7 +131,7 @@ def test_rbac_is_namespaced_exact_and_never_touches_secrets(rendered: Rendered) 
     rollback = [r for r in roles if r["metadata"]["name"].endswith("-rollback")]
     assert sorted(r["metadata"]["namespace"] for r in rollback) == sorted(allowed)
     for role in rollback:
-        assert _rules_by_resource(role) == ROLLBACK_RIGHTS
+        assert _rules_by_resource(role) == _rollback_rights(values)
     (lease,) = [r for r in roles if r["metadata"]["name"].endswith("-leader-election")]
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert _rules_by_resource(lease) == LEASE_RIGHTS
@@ -449,3 +461,29 @@ def test_validator_rejects_an_unknown_field(render: Callable[..., Rendered], kub
     broken["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFilesytem"] = True  # misspelt on purpose
     result = kube_validate(yaml.safe_dump(broken))
     assert result.returncode != 0 and "readOnlyRootFilesytem" in result.stdout + result.stderr
+
+
+def test_gateway_and_gitops_rights_only_when_configured(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    def rights(values: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
+        path = None
+        if values is not None:  # one file per call: renders are cached by path
+            path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+            path.write_text(yaml.safe_dump(values))
+        rollback = [r for r in render(path).of_kind("Role") if r["metadata"]["name"].endswith("-rollback")]
+        return _rules_by_resource(rollback[0])
+
+    assert rights(None) == ROLLBACK_RIGHTS  # the defaults: no httproutes, no Deployment patch
+    target = {
+        "name": "gw",
+        "deployment": "{app}-canary",
+        "ingress": None,
+        "httproute": "{app}",
+        "canary_backend": "{app}-canary",
+    }
+    by_target = rights({"config": {"targets": [target]}})
+    assert by_target[("gateway.networking.k8s.io", "httproutes")] == {"get", "patch"}
+    assert by_target[("apps", "deployments")] == {"get"}
+    assert ("gateway.networking.k8s.io", "httproutes") in rights({"gatewayAPI": {"enabled": True}})
+    annotate = rights({"config": {"gitops": {"annotate": True}}})
+    assert annotate[("apps", "deployments")] == {"get", "patch"}
+    assert ("gateway.networking.k8s.io", "httproutes") not in annotate

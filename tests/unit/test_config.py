@@ -235,7 +235,11 @@ def test_secrets_repr_never_shows_values(tmp_path: Path, secret_dir: Path) -> No
 @pytest.mark.parametrize(
     ("change", "path", "words"),
     [
-        ({"policies": [{"name": "p", "mode": "rollback-now"}]}, "policies.0.mode", "'immediate', 'persist' or"),
+        (
+            {"policies": [{"name": "p", "mode": "rollback-now"}]},
+            "policies.0.mode",
+            "'immediate', 'persist', 'notify' or 'ignore'",
+        ),
         ({"policies": [{"name": "p", "mode": "persist"}]}, "policies.0", "persist_for"),
         ({"policies": [{"name": "p", "mode": "persist", "persist_for": "0s"}]}, "policies.0", "persist_for"),
         ({"cooldown": "5 minutes"}, "cooldown", "invalid duration"),

@@ -265,11 +265,11 @@ class TestPolicyAndTarget:
         assert decision.target is None
 
     @pytest.mark.parametrize("action", [None, "page-someone", "ROLLBACK"])
-    def test_unmatched_policy_falls_back_to_the_default_notify(self, action: str | None) -> None:
+    def test_unmatched_policy_is_only_recorded(self, action: str | None) -> None:
         core = make_core()
         decision = only(core.on_event(alert(action=action), T0))
-        assert decision.outcome is Outcome.NOTIFY
-        assert decision.policy == "default"
+        assert decision.outcome is Outcome.IGNORED
+        assert decision.policy == "unmatched"
         assert core.rolled_back(A) is None
 
     def test_unknown_target_is_refused_with_a_reason(self) -> None:

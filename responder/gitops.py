@@ -1,0 +1,367 @@
+"""GitOps awareness: after a rollback, say what was rejected, durably, without ever slowing the rollback down.
+
+Two parts, both optional (``gitops`` in the configuration):
+
+- the ANNOTATE step of the executor (:mod:`responder.actions`) writes the rejected images, the Deployment's
+  revision and the incident onto the canary Deployment, where a GitOps pipeline or an admission policy can see
+  them; the engine turns it on with ``gitops.annotate``;
+- :class:`GitopsRelay` records a ``gitops.rejected`` audit entry for every completed rollback and, with
+  ``gitops.webhook``, delivers one signed webhook per incident so a pipeline can suspend syncing or open a revert.
+
+Recording: :meth:`GitopsRelay.hook` runs as part of the engine's notice hook, inside the transaction that records
+the rollback's result (on the store's thread): it only INSERTs (one row per incident, ``INSERT OR IGNORE``) and
+pokes the worker, so the webhook is durable exactly when the rollback's result is, and nothing waits on it.
+
+Delivering: one worker task posts due rows in id order, signed the Standard Webhooks way: headers
+``webhook-id`` (stable across retries: receivers deduplicate on it), ``webhook-timestamp`` (the attempt's Unix
+time) and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, the key being the
+base64-decoded secret after its ``whsec_`` prefix. 2xx marks the row delivered; 408, 429, 5xx, timeouts and
+connection errors are retried with capped exponential backoff (a longer Retry-After wins); other answers, or too
+many attempts, mark it failed. Every attempt is audited (never with the secret). The body is fixed when the row
+is written, so every attempt sends the same bytes. As with the Slack outbox, the one duplicate possible is a
+crash after the receiver's 2xx and before the row is marked: it is sent again, with the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from responder.config import ConfigError, GitopsSettings, Secrets
+from responder.engine import Notice
+from responder.outbox import Backoff
+from responder.store import Store, StoreUnavailable, canonical, iso
+
+log = logging.getLogger("responder.gitops")
+
+EVENT_TYPE = "canary.rolled_back"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS gitops_webhooks ("
+    " id INTEGER PRIMARY KEY, incident TEXT NOT NULL UNIQUE, msg_id TEXT NOT NULL, body BLOB NOT NULL,"
+    " state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,"
+    " next_attempt_at REAL NOT NULL, delivered_at REAL, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS gitops_webhooks_due ON gitops_webhooks (next_attempt_at) WHERE state = 'pending'",
+)
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+# -- Standard Webhooks signing (pure) ---------------------------------------------------------------------
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 after an optional ``whsec_`` prefix."""
+    encoded = secret.strip().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("the webhook secret must be base64 (optionally prefixed with 'whsec_')") from exc
+    if len(key) < 16:
+        raise ValueError("the webhook secret is too short: use at least 16 random bytes (24 base64 characters)")
+    return key
+
+
+def signature(key: bytes, *, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp}.{body}">``."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(key: bytes, *, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "user-agent": "canary-responder",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(key, msg_id=msg_id, timestamp=timestamp, body=body),
+    }
+
+
+# -- what a completed rollback rejected (pure) ------------------------------------------------------------
+
+
+def rejection(incident: str, target: str | None, record: dict[str, Any], *, at: str) -> dict[str, Any]:
+    """The facts of a rejected canary, from the rollbacks row (steps, cites and spec as stored)."""
+    steps: dict[str, Any] = record.get("steps") or {}
+    check = (steps.get("check") or {}).get("before") or {}
+    annotate = steps.get("annotate") or {}
+    spec: dict[str, Any] = record.get("spec") or {}
+    return {
+        "incident": incident,
+        "target": target,
+        "cluster": spec.get("cluster") or None,
+        "namespace": record.get("namespace"),
+        "deployment": record.get("deployment"),
+        "images": list(check.get("images") or []),
+        "revision": check.get("revision"),
+        "rejected_at": at,
+        "annotated": annotate.get("result") in ("done", "noop"),
+        "alerts": sorted({str(c.get("alertname")) for c in record.get("cites") or [] if c.get("alertname")}),
+    }
+
+
+# -- the relay --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    incident: str
+    msg_id: str
+    body: bytes
+    attempts: int
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after, self.status = reason, retry_after, status
+
+
+class _GiveUp(Exception):
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class GitopsRelay:
+    """Create in the application's startup; :meth:`hook` joins the engine's notice hook; :meth:`start` before
+    the engine starts (it creates its table), :meth:`stop` after it stops."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: GitopsSettings,
+        key: bytes | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.settings, self.key, self.clock = store, settings, key, clock
+        hook = settings.webhook
+        self.backoff = Backoff(
+            base_s=hook.base_delay.total_seconds() if hook else 1.0,
+            cap_s=hook.max_delay.total_seconds() if hook else 300.0,
+            max_attempts=hook.max_attempts if hook else 20,
+        )
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.delivered = 0
+
+    # -- recording: on the store's thread, inside the transaction that records the rollback's result --
+
+    def hook(self, conn: sqlite3.Connection, notice: Notice) -> None:
+        if notice.kind != "rollback" or notice.data.get("status") != "done" or not notice.incident:
+            return
+        row = conn.execute(
+            "SELECT namespace, deployment, steps, cites, spec FROM rollbacks WHERE incident=?", (notice.incident,)
+        ).fetchone()
+        if row is None:
+            return
+        record = {
+            "namespace": row[0],
+            "deployment": row[1],
+            "steps": orjson.loads(row[2]),
+            "cites": orjson.loads(row[3]),
+            "spec": orjson.loads(row[4] or "{}"),
+        }
+        facts = rejection(notice.incident, notice.target, record, at=iso(datetime.fromtimestamp(self.clock(), UTC)))
+        queued = self.settings.webhook is not None and self._enqueue(conn, facts)
+        self.store.append_audit(conn, "gitops.rejected", {**facts, "webhook": queued}, target=notice.target)
+        if queued and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _enqueue(self, conn: sqlite3.Connection, facts: dict[str, Any]) -> bool:
+        now = self.clock()
+        body = canonical({"type": EVENT_TYPE, "timestamp": facts["rejected_at"], "data": facts})
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO gitops_webhooks (incident, msg_id, body, state, created_at, next_attempt_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (facts["incident"], f"msg_{uuid.uuid4().hex}", body, "pending", now, now),
+        )
+        return cursor.rowcount == 1
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        def create(conn: sqlite3.Connection) -> None:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+        await self.store.write(create)
+        self._loop = asyncio.get_running_loop()
+        hook = self.settings.webhook
+        if hook is not None:
+            timeout = aiohttp.ClientTimeout(total=hook.timeout.total_seconds())
+            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._task = asyncio.create_task(self._run(), name="gitops-webhook")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def idle(self, within: float = 10.0) -> None:
+        """Wait until no webhook is due now (tests)."""
+        deadline = time.monotonic() + within
+        while True:
+            due = await self.store.read(_next_due)
+            if due is None or due > self.clock():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("gitops webhooks did not drain in time")
+            await asyncio.sleep(0.01)
+
+    # -- delivering --
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.deliver_due()
+            except StoreUnavailable as exc:
+                log.error("gitops: database unavailable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if sent:
+                continue
+            due = await self.store.read(_next_due)
+            timeout = None if due is None else max(0.01, due - self.clock())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def deliver_due(self) -> int:
+        now = self.clock()
+        rows = await self.store.read(lambda conn: _due(conn, now))
+        for row in rows:
+            await self._deliver(row)
+        return len(rows)
+
+    async def _deliver(self, row: _Row) -> None:
+        try:
+            status = await self._post(row)
+        except _Retry as exc:
+            await self._failed(row, exc.reason, retryable=True, retry_after=exc.retry_after, status=exc.status)
+            return
+        except _GiveUp as exc:
+            await self._failed(row, exc.reason, retryable=False, retry_after=None, status=exc.status)
+            return
+        await self._finish(row, state="delivered", result="delivered", status=status)
+        self.delivered += 1
+
+    async def _post(self, row: _Row) -> int:
+        hook, session = self.settings.webhook, self._session
+        assert hook is not None and session is not None and self.key is not None
+        headers = signed_headers(self.key, msg_id=row.msg_id, timestamp=int(self.clock()), body=row.body)
+        try:
+            async with session.post(hook.url, data=row.body, headers=headers) as response:
+                await response.read()
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            raise _Retry("timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise _Retry(f"connection: {type(exc).__name__}") from exc
+        if 200 <= status < 300:
+            return status
+        if status >= 500 or status in _RETRYABLE_STATUS:
+            raise _Retry(f"HTTP {status}", retry_after=retry_after, status=status)
+        raise _GiveUp(f"HTTP {status}", status=status)
+
+    async def _failed(
+        self, row: _Row, reason: str, *, retryable: bool, retry_after: float | None, status: int | None
+    ) -> None:
+        attempts = row.attempts + 1
+        give_up = not retryable or attempts >= self.backoff.max_attempts
+        retry_at = None if give_up else self.clock() + self.backoff.delay(attempts, retry_after)
+        log.warning("gitops webhook for %s: %s (%s)", row.incident, reason, "failed" if give_up else "retry")
+        await self._finish(
+            row,
+            state="failed" if give_up else "pending",
+            result="failed" if give_up else "retry",
+            status=status,
+            error=reason,
+            retry_at=retry_at,
+        )
+
+    async def _finish(
+        self,
+        row: _Row,
+        *,
+        state: str,
+        result: str,
+        status: int | None,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        now = self.clock()
+        data: dict[str, Any] = {"incident": row.incident, "webhook_id": row.msg_id, "attempt": row.attempts + 1}
+        data.update({k: v for k, v in {"result": result, "status": status, "error": error}.items() if v is not None})
+        if retry_at is not None:
+            data["retry_in_s"] = round(retry_at - now, 3)
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE gitops_webhooks SET state=?, attempts=attempts+1, next_attempt_at=?, delivered_at=?,"
+                " last_error=? WHERE id=?",
+                (state, retry_at or now, now if state == "delivered" else None, error, row.id),
+            )
+            self.store.append_audit(conn, "gitops.webhook", data)
+
+        await self.store.write(record)
+
+
+def _due(conn: sqlite3.Connection, now: float, limit: int = 20) -> list[_Row]:
+    rows = conn.execute(
+        "SELECT id, incident, msg_id, body, attempts FROM gitops_webhooks"
+        " WHERE state='pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [_Row(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), int(r[4])) for r in rows]
+
+
+def _next_due(conn: sqlite3.Connection) -> float | None:
+    try:
+        row = conn.execute("SELECT MIN(next_attempt_at) FROM gitops_webhooks WHERE state='pending'").fetchone()
+    except sqlite3.OperationalError:  # the table is created by start()
+        return None
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def build_relay(settings: GitopsSettings, secrets: Secrets, *, store: Store) -> GitopsRelay | None:
+    """The relay for these settings, or None when GitOps awareness is off."""
+    if not settings.enabled:
+        return None
+    secret = secrets.gitops_webhook_secret
+    try:
+        key = signing_key(secret.get_secret_value()) if secret is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"gitops.webhook.secret: {exc}") from None
+    return GitopsRelay(store=store, settings=settings, key=key)

@@ -1,0 +1,258 @@
+"""The Gateway API traffic step (HTTPRoute backendRef weights) through the real adapter against the emulator,
+and through the whole responder: rollback, idempotence, conflict retry, failure before any mutation, restore."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import alert, notification, running_responder, write_config
+
+from responder.actions import RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
+from responder.adapters.kube import KubeCluster, open_cluster
+from responder.core.model import FailureReason, Step, StepResult, TargetRef
+from responder.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
+from responder.engine import restore_point
+from responder.store import RollbackRecord
+
+NS = "shop"
+ROUTES = "gateway.networking.k8s.io/v1/httproutes"
+TARGET = TargetRef(namespace=NS, deployment="checkout-canary", httproute="checkout", canary_backend="checkout-canary")
+SAFETY = SafetyRules(allowed_namespaces=frozenset({NS}))
+GATEWAY_TARGET = {
+    "name": "gateway",
+    "namespace": "{namespace}",
+    "deployment": "{app}-canary",
+    "ingress": None,
+    "httproute": "{app}",
+    "canary_backend": "{app}-canary",
+}
+
+
+def route_object(app: str = "checkout", *, canary_weight: int | None = 10) -> SeedObject:
+    canary: dict[str, Any] = {"name": f"{app}-canary", "port": 80}
+    if canary_weight is not None:
+        canary["weight"] = canary_weight
+    body = {
+        "metadata": {"name": app, "namespace": NS},
+        "spec": {
+            "parentRefs": [{"name": "public", "namespace": "gateways"}],
+            "hostnames": ["shop.example.com"],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": app, "port": 80, "weight": 90}, canary],
+                },
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}], "backendRefs": [{"name": "cdn"}]},
+            ],
+        },
+    }
+    return SeedObject(ROUTES, NS, app, body)
+
+
+def weights(emu: Emulator, app: str = "checkout") -> list[int | None]:
+    route = emu.get_object(ROUTES, NS, app)
+    return [r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]]
+
+
+@pytest.fixture
+async def gw() -> AsyncIterator[tuple[Emulator, KubeCluster]]:
+    async with run_emulator([*sample_canary_objects(NS, "checkout"), route_object()]) as (emu, url):
+        cluster = await open_cluster(host=url)
+        try:
+            yield emu, cluster
+        finally:
+            await cluster.close()
+
+
+async def rollback(cluster: KubeCluster, target: TargetRef = TARGET, **kwargs: Any) -> list[StepOutcome]:
+    async def on_step(outcome: StepOutcome) -> None:
+        pass
+
+    async def no_sleep(_: float) -> None:
+        pass
+
+    return await execute_rollback(
+        cluster, target, safety=SAFETY, retry=RetryPolicy(), on_step=on_step, sleep=no_sleep, **kwargs
+    )
+
+
+def results(outcomes: list[StepOutcome]) -> list[tuple[Step, StepResult]]:
+    return [(o.step, o.result) for o in outcomes]
+
+
+async def test_route_off_weights_the_canary_to_zero_before_the_scale_down(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    outcomes = await rollback(cluster)
+    assert results(outcomes) == [
+        (Step.CHECK, StepResult.DONE),
+        (Step.ROUTE_OFF, StepResult.DONE),
+        (Step.SCALE_ZERO, StepResult.DONE),
+        (Step.EVENT, StepResult.DONE),
+    ]
+    assert weights(emu) == [100, 0]
+    route = emu.get_object(ROUTES, NS, "checkout")
+    assert route["spec"]["rules"][1] == {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/static"}}],
+        "backendRefs": [{"name": "cdn"}],
+    }  # other rules untouched
+    assert route["spec"]["parentRefs"] and route["spec"]["hostnames"] == ["shop.example.com"]
+    mutations = [(m.kind, m.subresource) for m in emu.mutations if m.kind != "Event"]
+    assert mutations == [("HTTPRoute", None), ("Deployment", "scale")]
+    [patch] = [m for m in emu.mutations if m.kind == "HTTPRoute"]
+    assert patch.method == "PATCH" and patch.body["metadata"]["resourceVersion"]  # the precondition travels
+    route_step = outcomes[1]
+    assert route_step.before == {
+        "rules": [
+            {"rule": 0, "backendRefs": [{"name": "checkout", "weight": 90}, {"name": "checkout-canary", "weight": 10}]}
+        ]
+    }
+    assert route_step.after["rules"][0]["backendRefs"][1] == {"name": "checkout-canary", "weight": 0}
+    assert "weighted 0 on HTTPRoute checkout" in outcomes[-1].after["message"]
+
+
+async def test_a_second_rollback_is_a_noop(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    await rollback(cluster)
+    count = len(emu.mutations)
+    outcomes = await rollback(cluster)
+    assert results(outcomes)[1:] == [
+        (Step.ROUTE_OFF, StepResult.NOOP),
+        (Step.SCALE_ZERO, StepResult.NOOP),
+        (Step.EVENT, StepResult.NOOP),
+    ]
+    assert len(emu.mutations) == count
+
+
+async def test_a_conflict_is_retried_from_a_fresh_read(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    emu.add_fault(method="PATCH", path_contains="/httproutes/checkout", status=409, times=1)
+    outcomes = await rollback(cluster)
+    route_step = outcomes[1]
+    assert (route_step.result, route_step.attempts) == (StepResult.DONE, 2)
+    assert weights(emu) == [100, 0]
+
+
+async def test_a_concurrent_edit_between_read_and_patch_is_not_overwritten(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    # Someone else changes the route after our CHECK read it: our patch carries the stale resourceVersion,
+    # gets 409, and the retry works from the route as it now is (their 80/20 split, not our old 90/10).
+    real_get = cluster.get_httproute
+    reads = 0
+
+    async def get_then_edit(namespace: str, name: str) -> Any:
+        nonlocal reads
+        found = await real_get(namespace, name)
+        reads += 1
+        if reads == 1:
+            route = emu.get_object(ROUTES, NS, "checkout")
+            route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 80
+            route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 20
+            emu.put_object(ROUTES, NS, "checkout", route)
+        return found
+
+    cluster.get_httproute = get_then_edit  # type: ignore[method-assign]
+    outcomes = await rollback(cluster)
+    route_step = outcomes[1]
+    assert route_step.result is StepResult.DONE and route_step.attempts == 2
+    assert weights(emu) == [100, 0]
+    assert [m.status for m in emu.mutations if m.kind == "HTTPRoute"] == [409, 200]
+
+
+async def test_a_route_without_the_canary_backend_fails_before_anything_is_mutated(
+    gw: tuple[Emulator, KubeCluster],
+) -> None:
+    emu, cluster = gw
+    wrong = TargetRef(namespace=NS, deployment="checkout-canary", httproute="checkout", canary_backend="nope")
+    outcomes = await rollback(cluster, wrong)
+    assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)]
+    assert outcomes[0].reason is FailureReason.INVALID and "nope" in outcomes[0].message
+    assert emu.mutations == []
+
+
+async def test_a_missing_route_is_a_permanent_failure(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    missing = TargetRef(namespace=NS, deployment="checkout-canary", httproute="ghost", canary_backend="checkout-canary")
+    outcomes = await rollback(cluster, missing)
+    assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)] and outcomes[0].reason is FailureReason.NOT_FOUND
+    assert emu.mutations == []
+
+
+async def test_the_stable_deployment_is_refused_even_with_a_route(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    stable = TargetRef(namespace=NS, deployment="checkout", httproute="checkout", canary_backend="checkout-canary")
+    outcomes = await rollback(cluster, stable)
+    assert results(outcomes) == [(Step.CHECK, StepResult.REFUSED)] and emu.mutations == []
+
+
+async def test_dry_run_plans_the_weights_and_changes_nothing(gw: tuple[Emulator, KubeCluster]) -> None:
+    emu, cluster = gw
+    outcomes = await rollback(cluster, dry_run=True)
+    assert outcomes[1].result is StepResult.DRY_RUN
+    assert outcomes[1].after["rules"][0]["backendRefs"][0] == {"name": "checkout", "weight": 100}
+    assert emu.mutations == [] and weights(emu) == [90, 10]
+
+
+async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_route(
+    gw: tuple[Emulator, KubeCluster],
+) -> None:
+    emu, cluster = gw
+    outcomes = await rollback(cluster)
+    record = RollbackRecord(
+        incident="i",
+        target=TARGET.key,
+        namespace=NS,
+        deployment="checkout-canary",
+        ingress=None,
+        created_at="",
+        received_at=0.0,
+        status="done",
+        dry_run=False,
+        steps={o.step.value: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
+        cites=[],
+        httproute="checkout",
+        canary_backend="checkout-canary",
+    )
+    point = restore_point(record)
+    assert point is not None and point.route_before is not None
+
+    async def on_step(outcome: StepOutcome) -> None:
+        pass
+
+    restored = await execute_restore(cluster, TARGET, point=point, safety=SAFETY, retry=RetryPolicy(), on_step=on_step)
+    assert results(restored) == [
+        (Step.CHECK, StepResult.DONE),
+        (Step.SCALE_RESTORE, StepResult.DONE),
+        (Step.ROUTE_RESTORE, StepResult.DONE),
+    ]
+    assert weights(emu) == [90, 10]
+    assert emu.get_object("apps/v1/deployments", NS, "checkout-canary")["spec"]["replicas"] == 2
+
+    await rollback(cluster)
+    route = emu.get_object(ROUTES, NS, "checkout")
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 50  # a human re-balanced after the rollback
+    emu.put_object(ROUTES, NS, "checkout", route)
+    refused = await execute_restore(cluster, TARGET, point=point, safety=SAFETY, retry=RetryPolicy(), on_step=on_step)
+    assert results(refused) == [(Step.CHECK, StepResult.REFUSED)]
+    assert refused[0].reason is FailureReason.CHANGED_SINCE
+
+
+async def test_the_whole_responder_rolls_back_an_httproute_canary_and_restores_it(tmp_path: Path) -> None:
+    async with run_emulator([*sample_canary_objects(NS, "checkout"), route_object(canary_weight=None)]) as (emu, url):
+        config = write_config(tmp_path, kube_url=url, targets=[GATEWAY_TARGET])
+        async with running_responder(config) as running:
+            assert (await running.post_alerts(notification(alert()))).status == 200
+            await running.services.engine.drain()
+            [record] = await running.services.store.rollbacks()
+            assert record.status == "done" and record.httproute == "checkout"
+            assert record.canary_backend == "checkout-canary"
+            assert weights(emu) == [91, 0]  # an unset canary weight counts as 1
+            intent = next(e for e in running.captured if e["kind"] == "rollback.intent")
+            assert intent["data"]["plan"] == ["check", "route_off", "scale_zero", "event"]
+
+            result = await running.services.engine.restore(NS, "checkout-canary", actor="test", dry_run=False)
+            assert result.status == "restored", result.message
+            assert weights(emu) == [90, None]  # the weight field is gone again, exactly as before
+            assert (await running.services.store.verify()).ok
