@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,50 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+from common import free_port, percentile, rss_mb, wait_healthy, write_config
 
 from responder.emulator import Emulator, run_emulator, sample_canary_objects
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def write_config(workdir: Path, kube_url: str, port: int) -> Path:
-    (workdir / "token").write_text(TOKEN)
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "auth": {
-            "webhook": {"bearer_tokens": [{"file": str(workdir / "token")}]},
-            "admin_token": {"file": str(workdir / "token")},
-        },
-        "kubernetes": {"mode": "url", "url": kube_url},
-        "safety": {"allowed_namespaces": ["shop"]},
-        "targets": [{"name": "all", "match": {"namespace": "shop"}}],
-        "rollback_cap": {"max": 100000, "window": "1m"},
-        "storage": {"path": str(workdir / "responder.db")},
-        "log_level": "WARNING",
-    }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def alert_payload(
@@ -102,18 +63,6 @@ def notification(*alerts: dict[str, Any]) -> dict[str, Any]:
         "externalURL": "http://am-0:9093",
         "alerts": list(alerts),
     }
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(400):
-        try:
-            async with session.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not become healthy")
 
 
 async def measure_latency(
@@ -189,7 +138,7 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-responder-"))
     port, bare_port = free_port(), free_port()
     async with run_emulator(objects) as (emulator, kube_url), aiohttp.ClientSession() as session:
-        config = write_config(workdir, kube_url, port)
+        config = write_config(workdir, kube_url, port, token=TOKEN)
         log = (workdir / "server.log").open("wb")
         server = subprocess.Popen(
             [sys.executable, "-m", "responder", "serve", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log

@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -40,64 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
+from common import free_port, percentile, rss_mb, wait_healthy, write_config
 
 from responder.emulator import run_emulator, sample_canary_objects
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "storm-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def write_config(workdir: Path, kube_url: str, port: int) -> Path:
-    (workdir / "token").write_text(TOKEN)
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "auth": {
-            "webhook": {"bearer_tokens": [{"file": str(workdir / "token")}]},
-            "admin_token": {"file": str(workdir / "token")},
-        },
-        "kubernetes": {"mode": "url", "url": kube_url},
-        "safety": {"allowed_namespaces": ["shop"]},
-        "targets": [{"name": "shop", "match": {"namespace": "shop"}}],
-        "rollback_cap": {"max": 1000, "window": "10m"},
-        "storage": {"path": str(workdir / "responder.db")},
-        "log_level": "WARNING",
-    }
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(400):
-        if process.poll() is not None:
-            raise RuntimeError("the server exited during startup")
-        try:
-            async with session.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not become healthy")
 
 
 def db_counts(db: Path) -> dict[str, Any]:
@@ -156,7 +103,7 @@ async def storm(args: argparse.Namespace) -> None:
     ]
     rss: list[tuple[float, float]] = []
     async with run_emulator(objects) as (emulator, kube_url), aiohttp.ClientSession() as session:
-        config = write_config(workdir, kube_url, port)
+        config = write_config(workdir, kube_url, port, token=TOKEN, rollback_cap=1000)
         server_cmd = [sys.executable, "-m", "responder", "serve", "-c", str(config)]
         with (workdir / "server.log").open("wb") as log:
             # Audit JSON lines go to stdout in production (for the log store); here to /dev/null.

@@ -24,7 +24,6 @@ crash after the receiver's 2xx and before the row is marked: it is sent again, w
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -44,7 +43,8 @@ import orjson
 from responder.config import ConfigError, GitopsSettings, Secrets
 from responder.engine import Notice
 from responder.outbox import Backoff
-from responder.store import Store, StoreUnavailable, canonical, iso
+from responder.relay import DueWorker
+from responder.store import Store, canonical, iso
 
 log = logging.getLogger("responder.gitops")
 
@@ -137,9 +137,11 @@ class _GiveUp(Exception):
         self.reason, self.status = reason, status
 
 
-class GitopsRelay:
+class GitopsRelay(DueWorker):
     """Create in the application's startup; :meth:`hook` joins the engine's notice hook; :meth:`start` before
     the engine starts (it creates its table), :meth:`stop` after it stops."""
+
+    name = "gitops-webhook"
 
     def __init__(
         self,
@@ -149,16 +151,14 @@ class GitopsRelay:
         key: bytes | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.store, self.settings, self.key, self.clock = store, settings, key, clock
+        super().__init__(clock)
+        self.store, self.settings, self.key = store, settings, key
         hook = settings.webhook
         self.backoff = Backoff(
             base_s=hook.base_delay.total_seconds() if hook else 1.0,
             cap_s=hook.max_delay.total_seconds() if hook else 300.0,
             max_attempts=hook.max_attempts if hook else 20,
         )
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.delivered = 0
 
@@ -182,8 +182,8 @@ class GitopsRelay:
         facts = rejection(notice.incident, notice.target, record, at=iso(datetime.fromtimestamp(self.clock(), UTC)))
         queued = self.settings.webhook is not None and self._enqueue(conn, facts)
         self.store.append_audit(conn, "gitops.rejected", {**facts, "webhook": queued}, target=notice.target)
-        if queued and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if queued:
+            self.wake_threadsafe()
 
     def _enqueue(self, conn: sqlite3.Connection, facts: dict[str, Any]) -> bool:
         now = self.clock()
@@ -203,52 +203,24 @@ class GitopsRelay:
                 conn.execute(statement)
 
         await self.store.write(create)
-        self._loop = asyncio.get_running_loop()
+        self.bind_loop()
         hook = self.settings.webhook
         if hook is not None:
             timeout = aiohttp.ClientTimeout(total=hook.timeout.total_seconds())
             self._session = aiohttp.ClientSession(timeout=timeout)
-            self._task = asyncio.create_task(self._run(), name="gitops-webhook")
+            self.start_worker()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.stop_worker()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def idle(self, within: float = 10.0) -> None:
-        """Wait until no webhook is due now (tests)."""
-        deadline = time.monotonic() + within
-        while True:
-            due = await self.store.read(_next_due)
-            if due is None or due > self.clock():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("gitops webhooks did not drain in time")
-            await asyncio.sleep(0.01)
-
     # -- delivering --
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                sent = await self.deliver_due()
-            except StoreUnavailable as exc:
-                log.error("gitops: database unavailable (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if sent:
-                continue
-            due = await self.store.read(_next_due)
-            timeout = None if due is None else max(0.01, due - self.clock())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def next_due(self) -> float | None:
+        due: float | None = await self.store.read(_next_due)
+        return due
 
     async def deliver_due(self) -> int:
         now = self.clock()

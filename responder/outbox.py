@@ -20,7 +20,6 @@ thread ``ts``); with an incoming webhook, which has no threads, it is a new mess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
@@ -37,7 +36,8 @@ from responder.config import Secrets, Settings
 from responder.engine import Notice
 from responder.metrics import Metrics
 from responder.notify import Incident, Links, MetricsSnapshot, followup_message, incident_message
-from responder.store import OutboxRow, RollbackRecord, Store, StoreUnavailable, iso
+from responder.relay import DueWorker
+from responder.store import OutboxRow, RollbackRecord, Store, iso
 
 log = logging.getLogger("responder.outbox")
 
@@ -149,8 +149,10 @@ class IncidentReader:
         )
 
 
-class Outbox:
+class Outbox(DueWorker):
     """Create in the application's startup, pass :meth:`hook` to the Engine, then :meth:`start` / :meth:`stop`."""
+
+    name = "outbox"
 
     def __init__(
         self,
@@ -166,10 +168,8 @@ class Outbox:
         self.store, self.metrics, self.sender, self.links = store, metrics, sender, links
         self.prometheus = prometheus
         self.reader = IncidentReader(store, prometheus)
-        self.backoff, self.clock = backoff, clock
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(clock)
+        self.backoff = backoff
         self._depth: int = 0
         self._oldest: float | None = None
         self.delivered = 0
@@ -191,13 +191,13 @@ class Outbox:
             state=state,
             fingerprints=fingerprints,
         )
-        if state == "pending" and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if state == "pending":
+            self.wake_threadsafe()
 
     # -- lifecycle --
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.bind_loop()
         self.metrics.outbox_depth.set_function(lambda: self._depth)
         self.metrics.outbox_oldest_age.set_function(
             lambda: 0.0 if self._oldest is None else max(0.0, self.clock() - self._oldest)
@@ -205,48 +205,22 @@ class Outbox:
         await self.prometheus.open()
         if self.sender is not None:
             await self.sender.open()
-            self._task = asyncio.create_task(self._run(), name="outbox-worker")
+            self.start_worker()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.stop_worker()
         if self.sender is not None:
             await self.sender.close()
         await self.prometheus.close()
 
-    async def idle(self, within: float = 10.0) -> None:
-        """Wait until nothing is due now (tests)."""
-        deadline = time.monotonic() + within
-        while True:
-            due = await self.store.read(Store.next_outbox_due)
-            if due is None or due > self.clock():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("outbox did not drain in time")
-            await asyncio.sleep(0.01)
-
     # -- the worker --
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                sent = await self.deliver_due()
-                await self._refresh_backlog()
-            except StoreUnavailable as exc:
-                log.error("outbox: database unavailable (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if sent:
-                continue
-            due = await self.store.read(Store.next_outbox_due)
-            timeout = None if due is None else max(0.01, due - self.clock())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def next_due(self) -> float | None:
+        due: float | None = await self.store.read(Store.next_outbox_due)
+        return due
+
+    async def after_round(self) -> None:
+        await self._refresh_backlog()
 
     async def deliver_due(self) -> int:
         """Claim the rows due now and try each once; return how many were tried."""

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from slack_fake import BOT_TOKEN, FakeSlack
 from support import Running, write_config
 
@@ -59,62 +50,3 @@ def ok_mutations(emulator: Emulator, *, kind: str, subresource: str | None = Non
         for m in emulator.mutations
         if m.ok and m.kind == kind and (subresource is None or m.subresource == subresource)
     ]
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-# -- the server as a real process (SIGKILL tests) --
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "responder", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(400):
-        if process.poll() is not None:
-            raise AssertionError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            async with session.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"server did not start:\n{log.read_text()[-3000:]}")
-
-
-def read_db(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [tuple(r) for r in conn.execute(sql, args)]
-    finally:
-        conn.close()
-
-
-def audit_verify(db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "responder", "audit", "verify", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        check=False,
-    )

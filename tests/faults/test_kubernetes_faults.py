@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from slack_fake import FakeSlack
-from support import alert, notification, running_responder, write_config
+from support import alert, notification, running_responder, wait_for, write_config
 
-from faults.helpers import audit_kinds, ok_mutations, settle, slack_config, wait_for
+from faults.helpers import audit_kinds, ok_mutations, settle, slack_config
 from responder.emulator import Emulator
 
 DEPLOYMENTS = "apps/v1/deployments"

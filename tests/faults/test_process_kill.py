@@ -25,9 +25,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import alert, bearer, notification, write_config
+from support import (
+    alert,
+    audit_verify,
+    bearer,
+    free_port,
+    notification,
+    read_db,
+    start_server,
+    wait_healthy,
+    write_config,
+)
 
-from faults.helpers import audit_verify, free_port, read_db, start_server, wait_healthy
 from responder.emulator import Emulator, run_emulator, sample_canary_objects
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from slack_fake import FakeSlack
-from support import alert, notification, running_responder
+from support import alert, notification, running_responder, wait_for
 
-from faults.helpers import audit_kinds, query, settle, slack_config, wait_for
+from faults.helpers import audit_kinds, query, settle, slack_config
 from responder.emulator import Emulator
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Running, alert, notification, running_responder, write_config
+from support import Running, alert, notification, running_responder, wait_for, write_config
 
-from faults.helpers import ok_mutations, query, settle, wait_for
+from faults.helpers import ok_mutations, query, settle
 from responder.emulator import Emulator
 
 LOCK_HOLDER = """

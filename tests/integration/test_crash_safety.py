@@ -4,66 +4,32 @@ the rollback completes exactly once and the audit chain verifies."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from support import alert, bearer, notification, write_config
+from support import (
+    alert,
+    audit_verify,
+    bearer,
+    free_port,
+    notification,
+    start_server,
+    wait_for,
+    wait_healthy,
+    write_config,
+)
 
 from responder.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "responder", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-async def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if process.poll() is not None:
-                raise AssertionError(f"server exited:\n{log.read_text()}")
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"server did not start:\n{log.read_text()}")
-
-
 def rollback_rows(db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return [(row[0], row[1]) for row in conn.execute("SELECT incident, status FROM rollbacks")]
-
-
-async def wait_for(predicate, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigkill_between_intent_and_result_completes_exactly_once(
@@ -79,8 +45,8 @@ async def test_sigkill_between_intent_and_result_completes_exactly_once(
 
     first = start_server(config, log)
     try:
-        await wait_healthy(url, first, log)
         async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, url, first, log)
             async with session.post(f"{url}/api/v1/alerts", json=notification(alert()), headers=bearer()) as resp:
                 assert resp.status == 200
         await wait_for(lambda: any(m.ok and "/ingresses/" in m.path for m in emulator.mutations), "traffic off")
@@ -93,7 +59,8 @@ async def test_sigkill_between_intent_and_result_completes_exactly_once(
 
     second = start_server(config, log)
     try:
-        await wait_healthy(url, second, log)
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, url, second, log)
         await wait_for(lambda: rollback_rows(db)[0][1] != "pending", "the resumed rollback")
     finally:
         second.send_signal(signal.SIGTERM)
@@ -107,12 +74,7 @@ async def test_sigkill_between_intent_and_result_completes_exactly_once(
     ]
     canary = emulator.get_object("apps/v1/deployments", "shop", "checkout-canary")
     assert canary["spec"]["replicas"] == 0
-    verify = subprocess.run(
-        [sys.executable, "-m", "responder", "audit", "verify", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-    )
+    verify = audit_verify(db)
     assert verify.returncode == 0, verify.stderr
     assert "audit chain OK" in verify.stdout
     assert "resuming rollback" in log.read_text()

@@ -1,0 +1,66 @@
+"""What the benchmarks share: a free port, the server's configuration, waiting for it, RSS and percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def write_config(workdir: Path, kube_url: str, port: int, *, token: str, rollback_cap: int = 100_000) -> Path:
+    """A server configuration for namespace ``shop`` (targets ``{app}-canary``), quiet logs, a high cap."""
+    (workdir / "token").write_text(token)
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "auth": {
+            "webhook": {"bearer_tokens": [{"file": str(workdir / "token")}]},
+            "admin_token": {"file": str(workdir / "token")},
+        },
+        "kubernetes": {"mode": "url", "url": kube_url},
+        "safety": {"allowed_namespaces": ["shop"]},
+        "targets": [{"name": "shop", "match": {"namespace": "shop"}}],
+        "rollback_cap": {"max": rollback_cap, "window": "10m"},
+        "storage": {"path": str(workdir / "responder.db")},
+        "log_level": "WARNING",
+    }
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def wait_healthy(
+    session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    for _ in range(400):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError("the server exited during startup")
+        try:
+            async with session.get(f"{url}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")

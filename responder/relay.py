@@ -1,0 +1,88 @@
+"""The delivery loop shared by the durable relays (the Slack outbox, the GitOps webhook): rows are written by
+a notice hook inside the transaction that records a fact, and a worker task delivers whatever is due.
+
+A hook runs on the store's thread, so it wakes the worker with :meth:`DueWorker.wake_threadsafe`; the worker
+otherwise sleeps until the next row is due. A database outage pauses delivery, never the rollback path.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from responder.store import StoreUnavailable
+
+log = logging.getLogger("responder.relay")
+
+
+class DueWorker(abc.ABC):
+    """Subclasses implement :meth:`deliver_due` (try what is due now, return how many) and :meth:`next_due`."""
+
+    name = "relay"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def deliver_due(self) -> int:
+        """Try every row due now once; return how many were tried."""
+
+    @abc.abstractmethod
+    async def next_due(self) -> float | None:
+        """When the next pending row is due (a clock() value), or None."""
+
+    async def after_round(self) -> None:  # noqa: B027 - an optional hook, deliberately a no-op by default
+        """Called after each delivery round (e.g. to refresh gauges)."""
+
+    def wake_threadsafe(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def bind_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def start_worker(self) -> None:
+        self.bind_loop()
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-worker")
+
+    async def stop_worker(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def idle(self, within: float = 10.0) -> None:
+        """Wait until nothing is due now (tests)."""
+        deadline = time.monotonic() + within
+        while True:
+            due = await self.next_due()
+            if due is None or due > self.clock():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not drain in time")
+            await asyncio.sleep(0.01)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.deliver_due()
+                await self.after_round()
+            except StoreUnavailable as exc:
+                log.error("%s: database unavailable (%s); retrying", self.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if sent:
+                continue
+            due = await self.next_due()
+            timeout = None if due is None else max(0.01, due - self.clock())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
