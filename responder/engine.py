@@ -116,6 +116,7 @@ class Engine:
         self._queue: asyncio.Queue[tuple[AlertEvent, float]] = asyncio.Queue()
         self._lanes: dict[str, asyncio.Queue[Callable[[], Awaitable[None]]]] = {}
         self._waiters: dict[int, asyncio.Future[list[Decision]]] = {}
+        self._recording: asyncio.Task[None] | None = None  # the last batch's record, committing behind
         self._tasks: set[asyncio.Task[None]] = set()
         self._decider: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -137,11 +138,12 @@ class Engine:
         self._decider = asyncio.create_task(self._decide_loop(), name="engine-decide")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._decider, *self._tasks] if t is not None]
+        tasks = [t for t in [self._decider, self._recording, *self._tasks] if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._decider = None
+        self._recording = None
         self._tasks.clear()
         self._lanes.clear()
         for waiter in self._waiters.values():
@@ -205,10 +207,13 @@ class Engine:
     async def drain(self, within: float = 10.0) -> None:
         """Wait until every queued event is decided and every lane is idle (tests and the demo)."""
         deadline = time.monotonic() + within
-        while self._queue.qsize() or self._lanes or not self._idle.is_set():
+        while self._queue.qsize() or self._lanes or not self._idle.is_set() or self._recording_busy():
             if time.monotonic() > deadline:
                 raise TimeoutError("engine did not drain in time")
             await asyncio.sleep(0.01)
+
+    def _recording_busy(self) -> bool:
+        return self._recording is not None and not self._recording.done()
 
     # -- deciding --
 
@@ -229,7 +234,7 @@ class Engine:
             batch.append(await asyncio.wait_for(self._queue.get(), timeout))
         except TimeoutError:
             return batch
-        while not self._queue.empty() and len(batch) < 1000:
+        while not self._queue.empty() and len(batch) < 256:
             batch.append(self._queue.get_nowait())
         return batch
 
@@ -244,21 +249,34 @@ class Engine:
         # anything before ``job.durable`` says its intent (and the before-state it will hold) is on disk.
         for job in jobs:
             self._dispatch(job)
-        event_ids = [event.event_id for event, _ in batch]
+        rest, event_ids = decisions, [event.event_id for event, _ in batch]
         if jobs:
-            # Under a storm a batch holds hundreds of decisions; commit the rollbacks first, in a small
-            # transaction, so that canary traffic goes off without waiting for the record of everything else.
+            # The rollbacks commit first, in a small transaction of their own that jumps the store's queue, so
+            # canary traffic goes off without waiting for the record of everything else in a storm's batch.
             urgent = [d for d in decisions if d.outcome is Outcome.ROLLBACK]
-            urgent_ids = [d.event.event_id for d in urgent]
-            await self._write_until_done(lambda conn: self._record(conn, urgent_ids, urgent, jobs, now))
+            urgent_ids = {d.event.event_id for d in urgent}
+            await self._write_until_done(
+                lambda conn: self._record(conn, list(urgent_ids), urgent, jobs, now), urgent=True
+            )
             for job in jobs:
                 job.durable.set()
             rest = [d for d in decisions if d.outcome is not Outcome.ROLLBACK]
-            done_ids = set(urgent_ids)
-            event_ids = [i for i in event_ids if i not in done_ids]
-            await self._write_until_done(lambda conn: self._record(conn, event_ids, rest, [], now))
-        else:
-            await self._write_until_done(lambda conn: self._record(conn, event_ids, decisions, [], now))
+            event_ids = [i for i in event_ids if i not in urgent_ids]
+        # The rest is recorded while the next batch is already being decided; one such record at a time keeps
+        # the store's order and bounds what waits in memory.
+        if self._recording is not None:
+            await self._recording
+        self._recording = asyncio.create_task(self._record_rest(batch, decisions, rest, event_ids, now))
+
+    async def _record_rest(
+        self,
+        batch: list[tuple[AlertEvent, float]],
+        decisions: list[Decision],
+        rest: list[Decision],
+        event_ids: list[int],
+        now: datetime,
+    ) -> None:
+        await self._write_until_done(lambda conn: self._record(conn, event_ids, rest, [], now))
         for decision in decisions:
             self.metrics.events.labels(decision.outcome.value).inc()
         self._wake_waiters(batch, decisions)
@@ -269,13 +287,13 @@ class Engine:
             if waiter is not None and not waiter.done():
                 waiter.set_result([d for d in decisions if d.event.event_id == event.event_id])
 
-    async def _write_until_done(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+    async def _write_until_done(self, fn: Callable[[sqlite3.Connection], object], *, urgent: bool = False) -> None:
         """Decisions already changed the core's state, so their record must not be dropped: retry until the
         database takes it (meanwhile webhooks are answered 503 and /readyz fails, so nothing new piles up)."""
         delay = 0.05
         while True:
             try:
-                await self.store.write(fn)
+                await self.store.write(fn, urgent=urgent)
                 return
             except StoreUnavailable as exc:
                 log.error("cannot write to the database (%s); retrying in %.2fs", exc, delay)

@@ -14,6 +14,7 @@ which itself is kept in ``notifications`` for replay, so editing either is detec
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import hmac
@@ -202,7 +203,12 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
         self._chain = _Chain()
-        self._queue: asyncio.Queue[tuple[Write, asyncio.Future[Any]]] = asyncio.Queue()
+        # Two lanes into the group commit: urgent writes (rollback intents) go into a transaction of their own,
+        # ahead of whatever else is queued, so a storm's bulk records never stand between an alert and its
+        # rollback. Within each lane the order of calls is kept.
+        self._urgent: collections.deque[tuple[Write, asyncio.Future[Any]]] = collections.deque()
+        self._normal: collections.deque[tuple[Write, asyncio.Future[Any]]] = collections.deque()
+        self._ready = asyncio.Event()
         self._batcher: asyncio.Task[None] | None = None
         self._thread_id: int | None = None
         self.commits = 0
@@ -244,22 +250,29 @@ class Store:
 
     # -- group commit --
 
-    async def write(self, fn: Write) -> Any:
+    async def write(self, fn: Write, *, urgent: bool = False) -> Any:
         """Run ``fn(conn)`` in the next transaction; return its result once committed."""
-        return await self.submit(fn)
+        return await self.submit(fn, urgent=urgent)
 
-    def submit(self, fn: Write) -> asyncio.Future[Any]:
-        """Queue ``fn(conn)`` for the next transaction now (keeping the order of calls); the future resolves
-        once it is committed."""
+    def submit(self, fn: Write, *, urgent: bool = False) -> asyncio.Future[Any]:
+        """Queue ``fn(conn)`` for the next transaction now (keeping the order of calls within its lane); the
+        future resolves once it is committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((fn, future))
+        (self._urgent if urgent else self._normal).append((fn, future))
+        self._ready.set()
         return future
+
+    def _next_batch(self) -> list[tuple[Write, asyncio.Future[Any]]]:
+        lane = self._urgent if self._urgent else self._normal
+        batch = [lane.popleft() for _ in range(min(len(lane), self._max_batch))]
+        if not self._urgent and not self._normal:
+            self._ready.clear()
+        return batch
 
     async def _batch_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < self._max_batch:
-                batch.append(self._queue.get_nowait())
+            await self._ready.wait()
+            batch = self._next_batch()
             try:
                 results, entries = await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
             except StoreUnavailable as exc:
