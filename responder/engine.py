@@ -1,9 +1,11 @@
 """The engine: turns durably accepted alert events into decisions and carries rollbacks out, per target in order.
 
 Flow: the web layer calls :meth:`Engine.accept` (durable write, then enqueue; no Kubernetes call). One decide task
-feeds events and timer ticks to the pure :class:`DecisionCore` and records the decisions, the events' "decided"
-mark and any rollback intent in one transaction. Rollbacks then go to a lane per target: two canaries roll back in
-parallel, one target never sees concurrent actions. Each step's outcome is recorded durably as it completes.
+feeds events and timer ticks to the pure :class:`DecisionCore`. A batch's rollback decisions, their events'
+"decided" mark and the rollback intents commit first, through the store's urgent lane; the rest of the batch is
+recorded behind them while the next batch is decided. Rollbacks go to a lane per target: two canaries roll back
+in parallel, one target never sees concurrent actions, and no step mutates anything before its intent is durable.
+Each step's outcome is recorded durably as it completes.
 
 Crash safety: an event is either undecided (it is decided again after a restart) or decided together with the
 intent of the rollback it caused. On start the engine rebuilds the core by feeding it the already-decided events
@@ -119,7 +121,6 @@ class Engine:
         self._recording: asyncio.Task[None] | None = None  # the last batch's record, committing behind
         self._tasks: set[asyncio.Task[None]] = set()
         self._decider: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
