@@ -50,6 +50,37 @@ app.kubernetes.io/part-of: canary-responder
 {{- default (include "cr.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
+{{/*
+The workload kind: "Deployment" or "StatefulSet". `workload: auto` picks a StatefulSet for replicaCount > 1 with
+persistence (each replica its own PVC from volumeClaimTemplates: SQLite cannot be shared between pods), else a
+Deployment. Combinations that would share one database volume between pods are refused here.
+*/}}
+{{- define "cr.workload" -}}
+{{- $kind := default "auto" .Values.workload -}}
+{{- $ha := gt (int .Values.replicaCount) 1 -}}
+{{- $persisted := .Values.persistence.enabled -}}
+{{- if eq $kind "auto" -}}
+{{- $kind = ternary "statefulset" "deployment" (and $ha $persisted) -}}
+{{- end -}}
+{{- if and (eq $kind "deployment") $ha $persisted -}}
+{{- fail "workload=deployment with replicaCount > 1 and persistence.enabled=true would share one audit database between pods: SQLite in WAL mode cannot be shared (WAL needs one host, and a ReadWriteOnce volume attaches to one node). Use workload=auto or statefulset (one PVC per replica), or persistence.enabled=false." -}}
+{{- end -}}
+{{- if and (eq $kind "statefulset") $persisted .Values.persistence.existingClaim -}}
+{{- fail "persistence.existingClaim names one volume, but the StatefulSet gives every replica its own PVC (volumeClaimTemplates): leave existingClaim empty, or run replicaCount=1 with workload=deployment (or auto)." -}}
+{{- end -}}
+{{- ternary "StatefulSet" "Deployment" (eq $kind "statefulset") -}}
+{{- end -}}
+
+{{/* The Deployment's audit database claim (the StatefulSet's are data-<fullname>-<ordinal>). */}}
+{{- define "cr.dataClaim" -}}
+{{- default (printf "%s-data" (include "cr.fullname" .)) .Values.persistence.existingClaim -}}
+{{- end -}}
+
+{{/* The StatefulSet's governing headless Service: a stable DNS name per pod, <pod>.<this>.<namespace>.svc. */}}
+{{- define "cr.headlessName" -}}
+{{- printf "%s-headless" (include "cr.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
 {{/* Where things are mounted in the container. */}}
 {{- define "cr.configDir" -}}/etc/canary-responder{{- end -}}
 {{- define "cr.secretDir" -}}/etc/canary-responder/secrets{{- end -}}

@@ -36,6 +36,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
     "v1/namespaces": ("Namespace", False),
     "apps/v1/deployments": ("Deployment", True),
+    "apps/v1/statefulsets": ("StatefulSet", True),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
     "rbac.authorization.k8s.io/v1/roles": ("Role", True),

@@ -1,6 +1,7 @@
 """The Helm chart, rendered by the real Helm library (helm-sdkpy) and checked object by object.
 
-Rendered: the default values, tests/chart/values-all.yaml (every option on) and values-ha.yaml (replicas > 1).
+Rendered: the default values, tests/chart/values-all.yaml (every option on), values-ha.yaml (replicas > 1, no
+persistence: a Deployment) and values-ha-persistent.yaml (replicas > 1 with persistence: a StatefulSet).
 Checked: kubernetes-validate --strict on every object, least-privilege RBAC, the pod's security settings,
 config and secrets as files (and the config passes `canary-responder check-config --skip-secrets`), the packaged
 PrometheusRule equals alert-rules/, the dashboard, NOTES, lint, and bad values rejected by values.schema.json.
@@ -25,6 +26,7 @@ VALUE_FILES = {
     "default": None,
     "all": HERE / "values-all.yaml",
     "ha": HERE / "values-ha.yaml",
+    "ha-persistent": HERE / "values-ha-persistent.yaml",
 }
 BAD_VALUES = sorted((HERE / "bad").glob("*.yaml"))
 
@@ -106,10 +108,19 @@ def test_objects_live_in_the_release_namespace_or_an_allowed_one(rendered: Rende
             assert ns == NAMESPACE, f"{obj['kind']} {obj['metadata']['name']} in {ns}"
 
 
+def _workload(rendered: Rendered) -> dict[str, Any]:
+    """The one workload running the responder: a Deployment or (replicas > 1 with persistence) a StatefulSet."""
+    workloads = rendered.of_kind("Deployment") + rendered.of_kind("StatefulSet")
+    assert len(workloads) == 1, [(w["kind"], w["metadata"]["name"]) for w in workloads]
+    return workloads[0]
+
+
 def _values_for(rendered: Rendered) -> dict[str, Any]:
-    deployment = rendered.one("Deployment")
-    replicas = deployment["spec"]["replicas"]
-    name = "ha" if replicas > 1 else ("all" if deployment["metadata"]["name"] == "responder" else "default")
+    workload = _workload(rendered)
+    if workload["kind"] == "StatefulSet":
+        return _values("ha-persistent")
+    replicas = workload["spec"]["replicas"]
+    name = "ha" if replicas > 1 else ("all" if workload["metadata"]["name"] == "responder" else "default")
     return _values(name)
 
 
@@ -136,14 +147,14 @@ def test_rbac_is_namespaced_exact_and_never_touches_secrets(rendered: Rendered) 
     assert lease["metadata"]["namespace"] == NAMESPACE
     assert _rules_by_resource(lease) == LEASE_RIGHTS
     # get/update only on the one Lease by name (create cannot be limited by name).
-    lease_name = values["leaderElection"]["leaseName"] or rendered.one("Deployment")["metadata"]["name"]
+    lease_name = values["leaderElection"]["leaseName"] or _workload(rendered)["metadata"]["name"]
     for rule in lease["rules"]:
         if set(rule["verbs"]) & {"get", "update"}:
             assert rule["resourceNames"] == [lease_name]
 
 
 def test_every_role_is_bound_to_the_responders_service_account_only(rendered: Rendered) -> None:
-    sa_name = rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    sa_name = _workload(rendered)["spec"]["template"]["spec"]["serviceAccountName"]
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in rendered.of_kind("Role")}
     bindings = rendered.of_kind("RoleBinding")
     assert len(bindings) == len(roles)
@@ -160,7 +171,7 @@ def test_every_role_is_bound_to_the_responders_service_account_only(rendered: Re
 
 
 def test_pod_runs_locked_down(rendered: Rendered) -> None:
-    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    pod = _workload(rendered)["spec"]["template"]["spec"]
     psc = pod["securityContext"]
     assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001 and psc["runAsGroup"] == 10001
     assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -190,19 +201,22 @@ def test_pod_runs_locked_down(rendered: Rendered) -> None:
 
 def test_service_and_probes_use_the_configured_port(rendered: Rendered) -> None:
     config = _config_of(rendered)
-    (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = _workload(rendered)["spec"]["template"]["spec"]["containers"]
     (port,) = container["ports"]
     assert port["containerPort"] == config["listen"]["port"]
-    (svc_port,) = rendered.one("Service")["spec"]["ports"]
+    service = rendered.one("Service", _workload(rendered)["metadata"]["name"])
+    (svc_port,) = service["spec"]["ports"]
     assert svc_port["targetPort"] == "http" == port["name"]
-    assert rendered.one("Service")["spec"]["selector"] == rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == _workload(rendered)["spec"]["selector"]["matchLabels"]
+    # Alertmanager's Service: a normal ClusterIP Service, so it reaches only ready pods (the leader).
+    assert service["spec"].get("clusterIP") != "None" and not service["spec"].get("publishNotReadyAddresses")
 
 
 # --- config and secrets --------------------------------------------------------------------------------------
 
 
 def _config_of(rendered: Rendered) -> dict[str, Any]:
-    name = rendered.one("Deployment")["metadata"]["name"]
+    name = _workload(rendered)["metadata"]["name"]
     document: dict[str, Any] = yaml.safe_load(rendered.one("ConfigMap", name)["data"]["config.yaml"])
     return document
 
@@ -219,7 +233,7 @@ def _secret_refs(node: Any) -> list[str]:
 
 def test_rendered_config_passes_check_config(rendered: Rendered, responder_cli: Path, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(rendered.one("ConfigMap", rendered.one("Deployment")["metadata"]["name"])["data"]["config.yaml"])
+    path.write_text(rendered.one("ConfigMap", _workload(rendered)["metadata"]["name"])["data"]["config.yaml"])
     config = _config_of(rendered)
     command = [str(responder_cli), "check-config", "--skip-secrets", str(path)]
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -238,7 +252,7 @@ def test_secrets_are_files_from_mounted_secrets_never_inline(rendered: Rendered)
     config = _config_of(rendered)
     refs = _secret_refs(config["auth"]) + _secret_refs(config["storage"])
     assert refs, "the config references no secret files"
-    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    pod = _workload(rendered)["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
     mounted = {
         f"/etc/canary-responder/secrets/{item['path']}": (source["secret"]["name"], item["key"])
@@ -259,7 +273,7 @@ def test_secrets_are_files_from_mounted_secrets_never_inline(rendered: Rendered)
     # Nothing secret in the ConfigMap: no value of a created Secret appears in it.
     import base64
 
-    text = rendered.one("ConfigMap", rendered.one("Deployment")["metadata"]["name"])["data"]["config.yaml"]
+    text = rendered.one("ConfigMap", _workload(rendered)["metadata"]["name"])["data"]["config.yaml"]
     for secret in created.values():
         for value in secret["data"].values():
             assert base64.b64decode(value).decode() not in text
@@ -311,12 +325,114 @@ def test_persistence_pvc_or_emptydir_with_warning(render: Callable[..., Rendered
     (data,) = [v for v in ha.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
     assert data == {"name": "data", "emptyDir": {}}
     assert "WARNING: persistence.enabled is false" in ha.notes and "LOST" in ha.notes
+    # Followers are never ready: a rolling update would wait for them for ever, so HA replaces all pods at once.
+    assert ha.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_several_replicas_with_a_shared_database_are_refused(render: Callable[..., Rendered], tmp_path: Path) -> None:
-    values = tmp_path / "ha-with-pvc.yaml"
-    values.write_text("replicaCount: 2\npersistence: {enabled: true}\n")
-    with pytest.raises(HelmFailed, match="replicaCount > 1 needs persistence.enabled=false"):
+def test_single_replica_is_a_deployment_with_its_pvc(render: Callable[..., Rendered]) -> None:
+    default = render(None)
+    assert not default.of_kind("StatefulSet")
+    assert [s["metadata"]["name"] for s in default.of_kind("Service")] == ["canary-responder"]
+    pvc = default.one("PersistentVolumeClaim", "canary-responder-data")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    everything = render(VALUE_FILES["all"])  # replicaCount 1, persistence with every PVC option
+    assert everything.one("Deployment")["spec"]["strategy"]["type"] == "Recreate"
+    assert everything.one("PersistentVolumeClaim")["spec"]["storageClassName"] == "fast-ssd"
+
+
+def test_ha_with_persistence_is_a_statefulset_with_a_claim_per_replica(
+    render: Callable[..., Rendered], tmp_path: Path
+) -> None:
+    ha = render(VALUE_FILES["ha-persistent"])
+    values = _values("ha-persistent")
+    assert not ha.of_kind("Deployment")
+    assert not ha.of_kind("PersistentVolumeClaim"), "no standalone PVC: each replica has its own from the template"
+    sts = ha.one("StatefulSet", "canary-responder")
+    spec = sts["spec"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel"
+    # A RollingUpdate would wait for each replaced follower to become ready, which it never does.
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    (claim,) = spec["volumeClaimTemplates"]
+    persistence = values["persistence"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["metadata"]["annotations"] == persistence["annotations"]
+    # volumeClaimTemplates are immutable: no label that changes with the chart version.
+    assert (
+        "helm.sh/chart" not in claim["metadata"]["labels"]
+        and "app.kubernetes.io/version" not in claim["metadata"]["labels"]
+    )
+    assert claim["spec"] == {
+        "accessModes": persistence["accessModes"],
+        "storageClassName": persistence["storageClass"],
+        "resources": {"requests": {"storage": persistence["size"]}},
+    }
+    pod = spec["template"]["spec"]
+    assert "data" not in [v["name"] for v in pod["volumes"]], "data comes from the volumeClaimTemplate"
+    (container,) = pod["containers"]
+    (data_mount,) = [m for m in container["volumeMounts"] if m["name"] == "data"]
+    assert data_mount["mountPath"] == persistence["mountPath"]
+    assert _config_of(ha)["storage"]["path"] == f"{persistence['mountPath']}/responder.db"
+    assert _config_of(ha)["leader_election"] == {
+        "enabled": True,
+        "lease_name": "canary-responder",
+        "namespace": NAMESPACE,
+    }
+
+    # The headless Service names the pods; the normal one (Alertmanager's) reaches the ready pod only.
+    headless = ha.one("Service", spec["serviceName"])
+    assert headless["metadata"]["name"] == "canary-responder-headless"
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert headless["spec"]["selector"] == spec["selector"]["matchLabels"]
+    service = ha.one("Service", "canary-responder")
+    assert service["spec"]["type"] == "ClusterIP" and "clusterIP" not in service["spec"]
+    assert "publishNotReadyAddresses" not in service["spec"]
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert ha.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+
+    # The same pod as the Deployment's: the same values with one replica render a Deployment whose pod template
+    # differs only by the data volume (its PVC) and the config checksum (no leader_election with one replica).
+    single = tmp_path / "single.yaml"
+    single.write_text(yaml.safe_dump({**yaml.safe_load(VALUE_FILES["ha-persistent"].read_text()), "replicaCount": 1}))
+    deployment = render(single).one("Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"] == spec["template"]["metadata"]["labels"]
+    single_pod = json.loads(json.dumps(template["spec"]))
+    single_pod["volumes"] = [v for v in single_pod["volumes"] if v["name"] != "data"]
+    assert single_pod == pod
+
+    notes = ha.notes
+    assert "Each replica has its own database and its own audit chain" in notes
+    assert "for i in $(seq 0 2); do kubectl -n ops exec canary-responder-$i -- canary-responder audit verify" in notes
+    assert "data-canary-responder-<ordinal>" in notes and "OnDelete" in notes
+    assert "WARNING: persistence.enabled is false" not in notes
+
+
+def test_workload_can_be_chosen(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    path = tmp_path / "sts-single.yaml"
+    path.write_text("workload: statefulset\n")
+    single = render(path)
+    assert not single.of_kind("Deployment") and not single.of_kind("PersistentVolumeClaim")
+    assert single.one("StatefulSet")["spec"]["replicas"] == 1
+    assert single.one("StatefulSet")["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    path = tmp_path / "sts-ephemeral.yaml"
+    path.write_text("workload: statefulset\nreplicaCount: 2\npersistence: {enabled: false}\n")
+    ephemeral = render(path).one("StatefulSet")["spec"]
+    assert "volumeClaimTemplates" not in ephemeral and "persistentVolumeClaimRetentionPolicy" not in ephemeral
+    assert {"name": "data", "emptyDir": {}} in ephemeral["template"]["spec"]["volumes"]
+
+
+def test_a_shared_database_volume_is_refused(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    values = tmp_path / "ha-deployment-with-pvc.yaml"
+    values.write_text("workload: deployment\nreplicaCount: 2\npersistence: {enabled: true}\n")
+    with pytest.raises(HelmFailed, match="would share one audit database between pods"):
+        render(values)
+    values = tmp_path / "ha-existing-claim.yaml"
+    values.write_text("replicaCount: 2\npersistence: {enabled: true, existingClaim: audit}\n")
+    with pytest.raises(HelmFailed, match="persistence.existingClaim names one volume"):
         render(values)
 
 
@@ -345,10 +461,32 @@ def test_service_monitor_scrapes_the_service(rendered: Rendered) -> None:
     if not monitors:
         return
     (monitor,) = monitors
-    svc = rendered.one("Service")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    svc = rendered.one("Service", _workload(rendered)["metadata"]["name"])
+    selector = monitor["spec"]["selector"]
+    assert _selects(selector, svc["metadata"]["labels"])
+    # Only that Service: the StatefulSet's headless one has the same pods (they would be scraped twice).
+    assert [
+        s["metadata"]["name"] for s in rendered.of_kind("Service") if _selects(selector, s["metadata"]["labels"])
+    ] == [svc["metadata"]["name"]]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == svc["spec"]["ports"][0]["name"] and endpoint["path"] == "/metrics"
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels, and the In/NotIn/Exists/DoesNotExist matchExpressions) against labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
 
 
 def test_alertmanager_config_routes_action_alerts_with_bearer_from_the_webhook_secret(
@@ -388,7 +526,7 @@ def test_network_policy(render: Callable[..., Rendered]) -> None:
 
 def test_pdb_selects_the_pods(rendered: Rendered) -> None:
     pdb = rendered.one("PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"] == rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == _workload(rendered)["spec"]["selector"]["matchLabels"]
 
 
 def test_dashboard(render: Callable[..., Rendered]) -> None:
