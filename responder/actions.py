@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
+_READY_POLL_S = 1.0
 EVENT_REASON = "CanaryRolledBack"
 _MUTATING_STEPS = frozenset({Step.TRAFFIC_OFF, Step.ROUTE_OFF, Step.SCALE_ZERO})
 _STOPPING_RESULTS = frozenset({StepResult.REFUSED, StepResult.FAILED})
@@ -175,6 +176,7 @@ class _Run:
     ingress: IngressView | None = None  # read alongside CHECK; used once by TRAFFIC_OFF's first attempt
     route: HTTPRouteView | None = None  # read alongside CHECK; used once by ROUTE_OFF's first attempt
     restore: RestorePoint | None = None  # set for an undo
+    ready_timeout_s: float = 120.0  # restore: how long the restored pods may take to become ready
     mark: RejectionMark | None = None  # set when GitOps annotations are on
     outcomes: list[StepOutcome] = field(default_factory=list)
 
@@ -504,13 +506,14 @@ async def execute_restore(
     on_step: Callable[[StepOutcome], Awaitable[None]],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
+    ready_timeout_s: float = 120.0,
 ) -> list[StepOutcome]:
-    """Undo a rollback: check nothing changed since, scale back up, then let canary traffic in again.
-
-    The reverse order of the rollback: pods come back before the Ingress routes to them.
+    """Undo a rollback: check nothing changed since, scale back up and wait until the pods are ready, then let
+    canary traffic in again (the reverse order of the rollback). Pods that do not become ready within
+    ``ready_timeout_s`` stop the restore with traffic still off: "manual action required".
     """
     run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    run.restore = point
+    run.restore, run.ready_timeout_s = point, ready_timeout_s
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
@@ -569,7 +572,23 @@ async def _scale_restore(run: _Run, memo: _Memo) -> _Body:
     scaled = await run.cluster.set_replicas(
         namespace, name, replicas=point.replicas, resource_version=scale.resource_version
     )
+    await _wait_ready(run, point.replicas)
     return StepResult.DONE, before, {"replicas": scaled.replicas}
+
+
+async def _wait_ready(run: _Run, replicas: int) -> None:
+    """Traffic comes back only to pods that can take it: wait for the restored replicas to be ready."""
+    polls = max(1, int(run.ready_timeout_s / _READY_POLL_S))
+    for _ in range(polls):
+        deployment = await run.cluster.get_deployment(run.target.namespace, run.target.deployment)
+        if deployment.ready_replicas >= replicas:
+            return
+        await run.sleep(_READY_POLL_S)
+    raise ClusterError(
+        FailureReason.NOT_READY,
+        f"scaled back to {replicas} replicas, but they were not ready within {run.ready_timeout_s:.0f}s;"
+        " canary traffic is still off",
+    )
 
 
 async def _traffic_restore(run: _Run, memo: _Memo) -> _Body:

@@ -92,6 +92,7 @@ def _deployment_view(obj: client.V1Deployment) -> DeploymentView:
         replicas=replicas,
         resource_version=meta.resource_version or "",
         images=tuple(c.image or "" for c in containers or []),
+        ready_replicas=(obj.status.ready_replicas or 0) if obj.status else 0,
     )
 
 

@@ -79,6 +79,7 @@ class FailureReason(enum.StrEnum):
     NAMESPACE_NOT_ALLOWED = "namespace_not_allowed"
     CHANGED_SINCE = "changed_since_rollback"  # restore refused: someone changed the canary after the rollback
     NOTHING_TO_RESTORE = "nothing_to_restore"
+    NOT_READY = "not_ready"  # restore: the canary's pods did not become ready in time; traffic stays off
     UNKNOWN_CLUSTER = "unknown_cluster"  # the target names a cluster the configuration does not know
 
     @property
@@ -149,6 +150,7 @@ class DeploymentView:
     replicas: int
     resource_version: str
     images: tuple[str, ...] = ()
+    ready_replicas: int = 0
 
 
 @dataclass(frozen=True, slots=True)

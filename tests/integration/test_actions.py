@@ -11,9 +11,11 @@ import pytest
 from responder.actions import (
     CANARY_ANNOTATION,
     EVENT_REASON,
+    RestorePoint,
     RetryPolicy,
     SafetyRules,
     StepOutcome,
+    execute_restore,
     execute_rollback,
 )
 from responder.adapters.kube import KubeCluster, open_cluster, reason_for_status
@@ -448,3 +450,69 @@ def test_retry_delays_are_capped_exponential_with_jitter() -> None:
     policy = RetryPolicy(base_delay_s=0.1, max_delay_s=0.5, jitter=0.5)
     assert [policy.delay(n, random=0.0) for n in range(1, 6)] == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
     assert policy.delay(1, random=1.0) == pytest.approx(0.05)
+
+
+# --- restore waits for the pods before letting traffic in -------------------------------------------------
+
+
+def _not_ready(h: Harness) -> None:
+    """Pods scheduled but not ready: the emulator's /scale marks them ready at once, a real cluster does not."""
+    deployment = h.emu.get_object(DEPLOYMENTS, NS, CANARY)
+    deployment["status"] = {**deployment.get("status", {}), "readyReplicas": 0}
+    h.emu.put_object(DEPLOYMENTS, NS, CANARY, deployment)
+
+
+async def restore_after_rollback(h: Harness, *, ready_after_polls: int | None, timeout_s: float) -> list[StepOutcome]:
+    await h.rollback()
+    point = RestorePoint(replicas=2, annotation="true", images=("checkout:1.5.0",), traffic_step=True)
+    polls = 0
+
+    async def slow_pods(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if ready_after_polls is not None and polls >= ready_after_polls:
+            deployment = h.emu.get_object(DEPLOYMENTS, NS, CANARY)
+            deployment["status"]["readyReplicas"] = 2
+            h.emu.put_object(DEPLOYMENTS, NS, CANARY, deployment)
+
+    async def on_step(outcome: StepOutcome) -> None:
+        if outcome.step is Step.CHECK:
+            return
+        h.audited.append(outcome)
+
+    original_set_replicas = h.cluster.set_replicas
+
+    async def scale_then_unready(*args: Any, **kwargs: Any) -> Any:  # our own port, not the client library
+        scaled = await original_set_replicas(*args, **kwargs)
+        _not_ready(h)
+        return scaled
+
+    h.cluster.set_replicas = scale_then_unready  # type: ignore[method-assign]
+    return await execute_restore(
+        h.cluster,
+        TARGET,
+        point=point,
+        safety=SAFETY,
+        retry=RetryPolicy(),
+        on_step=on_step,
+        sleep=slow_pods,
+        ready_timeout_s=timeout_s,
+    )
+
+
+async def test_restore_lets_traffic_in_only_once_the_pods_are_ready(h: Harness) -> None:
+    outcomes = await restore_after_rollback(h, ready_after_polls=3, timeout_s=30)
+    assert [(o.step, o.result) for o in outcomes] == [
+        (Step.CHECK, StepResult.DONE),
+        (Step.SCALE_RESTORE, StepResult.DONE),
+        (Step.TRAFFIC_RESTORE, StepResult.DONE),
+    ]
+    assert h.canary_replicas() == 2 and h.canary_annotation() == "true"
+
+
+async def test_restore_leaves_traffic_off_when_the_pods_never_get_ready(h: Harness) -> None:
+    outcomes = await restore_after_rollback(h, ready_after_polls=None, timeout_s=5)
+    scale = outcomes[-1]
+    assert (scale.step, scale.result, scale.reason) == (Step.SCALE_RESTORE, StepResult.FAILED, FailureReason.NOT_READY)
+    assert "manual action required" in scale.message and "traffic is still off" in scale.message
+    assert h.canary_replicas() == 2 and h.canary_annotation() == "false"
