@@ -32,6 +32,7 @@ from responder.web import (
     SETTINGS,
     Rejection,
     error_response,
+    field_errors,
     json_response,
     record_rejection,
     webhook_authorized,
@@ -105,11 +106,7 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        errors = [
-            {"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)[:50]
-        ]
-        raise Rejection(422, "schema", "the request body is not valid", errors=errors) from None
+        raise Rejection(422, "schema", "the request body is not valid", errors=field_errors(exc)) from None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -312,11 +309,7 @@ async def audit_list(request: web.Request) -> web.Response:
     try:
         query = AuditQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        errors = [
-            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise Rejection(400, "invalid_query", "invalid query parameters", errors=errors) from None
+        raise Rejection(400, "invalid_query", "invalid query parameters", errors=field_errors(exc)) from None
     store = request.app[RUNTIME].require().store
     entries = await store.audit_entries(
         after=query.after,

@@ -312,7 +312,6 @@ class LeaderElectionSettings(_Model):
 
 class EngineSettings(_Model):
     max_backlog: int = Field(default=20_000, ge=1)
-    lane_queue: int = Field(default=100, ge=1)
 
 
 class Settings(_Model):

@@ -160,7 +160,6 @@ class GitopsRelay(DueWorker):
             max_attempts=hook.max_attempts if hook else 20,
         )
         self._session: aiohttp.ClientSession | None = None
-        self.delivered = 0
 
     # -- recording: on the store's thread, inside the transaction that records the rollback's result --
 
@@ -239,7 +238,6 @@ class GitopsRelay(DueWorker):
             await self._failed(row, exc.reason, retryable=False, retry_after=None, status=exc.status)
             return
         await self._finish(row, state="delivered", result="delivered", status=status)
-        self.delivered += 1
 
     async def _post(self, row: _Row) -> int:
         hook, session = self.settings.webhook, self._session

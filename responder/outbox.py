@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from responder.adapters.prometheus import PrometheusMetrics
-from responder.adapters.slack import SlackError, SlackFailure, SlackSender
+from responder.adapters.slack import SlackError, SlackSender
 from responder.config import Secrets, Settings
 from responder.engine import Notice
 from responder.metrics import Metrics
@@ -172,7 +172,6 @@ class Outbox(DueWorker):
         self.backoff = backoff
         self._depth: int = 0
         self._oldest: float | None = None
-        self.delivered = 0
 
     # -- the engine's notice hook: runs on the store's thread inside the recording transaction --
 
@@ -288,7 +287,6 @@ class Outbox(DueWorker):
             self.store.append_audit(conn, "notification", _audit(row, "delivered"), target=row.target)
 
         await self.store.write(record)
-        self.delivered += 1
         self.metrics.notifications.labels("delivered", "").inc()
 
     async def _failed(
@@ -369,11 +367,6 @@ def _incident_of_alert(conn: sqlite3.Connection, fingerprint: str) -> str | None
         (fingerprint,),
     ).fetchone()
     return str(row[0]) if row else None
-
-
-def outbox_failure_reasons() -> list[str]:
-    """Every reason label the deliveries counter can carry (closed set)."""
-    return [r.value for r in SlackFailure] + ["waiting", "internal"]
 
 
 def links_from(settings: Settings) -> Links:

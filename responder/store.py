@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import hmac
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -210,8 +209,6 @@ class Store:
         self._normal: collections.deque[tuple[Write, asyncio.Future[Any]]] = collections.deque()
         self._ready = asyncio.Event()
         self._batcher: asyncio.Task[None] | None = None
-        self._thread_id: int | None = None
-        self.commits = 0
 
     # -- lifecycle --
 
@@ -238,7 +235,6 @@ class Store:
         row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         self._chain = _Chain(row[0], row[1]) if row else _Chain()
         self._conn = conn
-        self._thread_id = threading.get_ident()
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -280,7 +276,6 @@ class Store:
                     if not future.done():
                         future.set_exception(StoreUnavailable(str(exc)))
                 continue
-            self.commits += 1
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)

@@ -149,7 +149,7 @@ async def _parse_webhook(request: web.Request) -> tuple[WebhookNotification, byt
             422,
             "schema",
             "the notification does not match the Alertmanager webhook schema (v4)",
-            errors=_field_errors(exc),
+            errors=field_errors(exc),
         ) from None
 
 
@@ -165,7 +165,7 @@ async def _read_body(request: web.Request) -> bytes:
         raise Rejection(413, "too_large", f"body exceeds the {limit}-byte limit", limit=limit) from None
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {"path": ".".join(str(p) for p in error["loc"]) or "(body)", "message": error["msg"]}
         for error in exc.errors(include_url=False, include_input=False)[:50]

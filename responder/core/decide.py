@@ -29,8 +29,6 @@ from datetime import datetime, timedelta
 from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, TargetRef
 from responder.core.rules import PolicyRule, Resolved, TargetRule, resolve_target, select_policy
 
-Identity = tuple[str, AlertStatus, datetime]
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoreSettings:
@@ -152,17 +150,18 @@ class DecisionCore:
     def next_deadline(self) -> datetime | None:
         return min((p.deadline for p in self._pending.values()), default=None)
 
-    def rolled_back(self, target: TargetRef) -> str | None:
-        state = self._rolled_back.get(target.key)
-        return state.incident if state else None
-
     def sizes(self) -> dict[str, int]:
+        """How much state the core holds (bounded by dedupe_ttl and dedupe_max; see bench/bench_storm.py)."""
         return {
             "seen": len(self._seen.items),
             "resolved": len(self._resolved.items),
             "pending": len(self._pending),
             "rolled_back": len(self._rolled_back),
         }
+
+    def rolled_back(self, target: TargetRef) -> str | None:
+        state = self._rolled_back.get(target.key)
+        return state.incident if state else None
 
     # -- rules --
 

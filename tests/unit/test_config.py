@@ -90,7 +90,7 @@ def full_config(secret_dir: Path) -> str:
         storage:
           path: /tmp/responder.db
           audit_hmac_key: {{file: {secret_dir}/hmac-key}}
-        engine: {{max_backlog: 100, lane_queue: 10}}
+        engine: {{max_backlog: 100}}
         log_level: DEBUG
         """
     )
