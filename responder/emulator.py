@@ -9,8 +9,10 @@ real HTTP so that the real ``kubernetes_asyncio`` client talks to it unchanged:
 - PUT (replace), POST (create, ``409 AlreadyExists`` on a duplicate), DELETE, ``labelSelector`` on lists;
 - the ``deployments/scale`` subresource as a real ``autoscaling/v1`` ``Scale``;
 - discovery with correct kinds and ``groupVersion: "v1"`` for the core group;
-- programmatic faults (status codes, slow responses, dropped connections) and an ordered log of every mutating
-  request for assertions (:attr:`Emulator.mutations`).
+- programmatic faults (status codes, slow responses, dropped connections), either instead of serving a request
+  or, with ``after=True``, on the answer to a request that was served (its change landed, but the client sees a
+  failure: the "uncertain outcome" of a real timeout), and an ordered log of every mutating request for
+  assertions (:attr:`Emulator.mutations`).
 
 Object state lives in kmock's own store (``emu.objects``), so kmock's history assertions keep working. All our
 handlers are kmock fallbacks, so a test can still override any endpoint with the kmock DSL.
@@ -81,7 +83,11 @@ _STATUS_REASONS: Mapping[int, str] = {
 
 
 class Mutation(NamedTuple):
-    """One mutating request as it reached the emulator (whether or not it succeeded)."""
+    """One mutating request as it reached the emulator (whether or not it succeeded).
+
+    ``status`` is how the request was served, so ``ok`` always says whether its change landed. The client got the
+    same status, except when an ``after=True`` fault spoiled the answer: then ``answered`` says what it got.
+    """
 
     method: str
     path: str
@@ -89,12 +95,19 @@ class Mutation(NamedTuple):
     namespace: str | None
     name: str | None
     body: Any
-    status: int  # the HTTP status answered; 0 while held by a fault, or when the connection was dropped
+    status: int  # the HTTP status served; 0 while held by a fault, or when the connection was dropped unserved
     at: float = 0.0  # wall-clock time (time.time()) when the answer was ready: the change took effect by then
+    answered: int | None = None  # after=True faults: what the client got instead (0: dropped); None: ``status``
 
     @property
     def ok(self) -> bool:
+        """Whether the request was served successfully: its change landed (even if the client never knew)."""
         return 200 <= self.status < 300
+
+    @property
+    def landed(self) -> bool:
+        """Whether the change took effect, whatever the client was answered (the same as ``ok``)."""
+        return self.ok
 
     @property
     def subresource(self) -> str | None:
@@ -121,6 +134,7 @@ class Fault:
     reset: bool = False
     times: int | None = 1  # None: until cleared
     message: str = "injected fault"
+    after: bool = False  # serve the request first (its change lands), then apply the fault to the answer
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -335,11 +349,15 @@ class Emulator(kmock.KubernetesEmulator):
         reset: bool = False,
         times: int | None = 1,
         message: str = "injected fault",
+        after: bool = False,
     ) -> Fault:
         """Fail matching requests: wait ``delay`` s, then drop the connection (``reset``) or answer ``status``.
 
         With only ``delay``, the request is served normally after the delay, unless its client went away
         meanwhile: then it is dropped unprocessed (a client timeout never causes a late mutation).
+        With ``after=True`` the request is served at once (its change lands, and its :class:`Mutation` records
+        the real status) and the fault applies to the answer: wait ``delay``, then drop the connection, answer
+        ``status`` instead, or (neither) deliver the real answer late; a client gone meanwhile finds it dropped.
         Note that aiohttp clients transparently retry an idempotent request (GET, PUT, DELETE) once when a
         pooled keep-alive connection is dropped: to make such a request fail, use ``times=2``.
         """
@@ -351,6 +369,7 @@ class Emulator(kmock.KubernetesEmulator):
             reset=reset,
             times=times,
             message=message,
+            after=after,
         )
         self._faults.append(fault)
         return fault
@@ -407,12 +426,13 @@ class Emulator(kmock.KubernetesEmulator):
         status = _DROPPED
         # Logged on arrival (so the log is in arrival order even for held requests); the status comes later.
         index = self._record(method=method, path=path, body=_json_or_text(request.body))
+        fault = self._take_fault(method=method, path=path)
+        if fault is not None and fault.after:
+            return await self._serve_then_fault(request, fault, index=index)
         try:
-            response = await self._apply_fault(request, method=method, path=path)
+            response = await self._apply_fault(request, fault) if fault is not None else None
             if response is None:
-                # Skip KubernetesEmulator._handle: it mutates the store before any handler may refuse the
-                # request (no preconditions, /scale merged into the Deployment). Our fallbacks mutate instead.
-                response = await super(kmock.KubernetesEmulator, self)._handle(request)
+                response = await self._serve(request)
                 status = response.status
             return response
         except kmock.KubernetesError as exc:
@@ -422,8 +442,21 @@ class Emulator(kmock.KubernetesEmulator):
             status = 500
             raise
         finally:
-            if index is not None:
-                self.mutations[index] = self.mutations[index]._replace(status=status, at=time.time())
+            self._settle(index, status=status)
+
+    async def _serve(self, request: Any) -> aiohttp.web.StreamResponse:
+        # Skip KubernetesEmulator._handle: it mutates the store before any handler may refuse the request
+        # (no preconditions, /scale merged into the Deployment). Our fallbacks mutate instead.
+        response: aiohttp.web.StreamResponse = await super(kmock.KubernetesEmulator, self)._handle(request)
+        return response
+
+    def _settle(self, index: int | None, *, status: int) -> None:
+        if index is not None:
+            self.mutations[index] = self.mutations[index]._replace(status=status, at=time.time())
+
+    def _answered(self, index: int | None, *, status: int) -> None:
+        if index is not None:  # ``at`` stays the time the change landed
+            self.mutations[index] = self.mutations[index]._replace(answered=status)
 
     def _record(self, *, method: str, path: str, body: Any) -> int | None:
         if method not in _MUTATING:
@@ -437,11 +470,13 @@ class Emulator(kmock.KubernetesEmulator):
         self.mutations.append(Mutation(method, path, kind, parsed.namespace, name, body, _DROPPED))
         return len(self.mutations) - 1
 
-    async def _apply_fault(self, request: Any, *, method: str, path: str) -> aiohttp.web.StreamResponse | None:
+    def _take_fault(self, *, method: str, path: str) -> Fault | None:
         fault = next((f for f in self._faults if f.matches(method, path)), None)
-        if fault is None:
-            return None
-        fault.hits += 1
+        if fault is not None:
+            fault.hits += 1
+        return fault
+
+    async def _apply_fault(self, request: Any, fault: Fault) -> aiohttp.web.StreamResponse | None:
         if fault.delay > 0:
             await self._hold(fault.delay)
             if _client_gone(request):
@@ -451,6 +486,32 @@ class Emulator(kmock.KubernetesEmulator):
         if fault.status is not None:
             raise _k8s_error(fault.status, fault.message, details={"injected": True})
         return None
+
+    async def _serve_then_fault(self, request: Any, fault: Fault, *, index: int | None) -> aiohttp.web.StreamResponse:
+        """An ``after`` fault: the request is served (its change lands and is logged now), the answer spoiled."""
+        response: aiohttp.web.StreamResponse | None = None
+        error: kmock.KubernetesError | None = None
+        try:
+            response = await self._serve(request)
+            status = response.status
+        except kmock.KubernetesError as exc:
+            error, status = exc, exc.status
+        except Exception:
+            self._settle(index, status=500)
+            raise
+        self._settle(index, status=status)  # logged as landed before the client hears anything
+        if fault.delay > 0:
+            await self._hold(fault.delay)
+        if fault.reset or _client_gone(request):
+            self._answered(index, status=_DROPPED)
+            return _drop(request)
+        if fault.status is not None:
+            self._answered(index, status=fault.status)
+            raise _k8s_error(fault.status, fault.message, details={"injected": True})
+        if error is not None:
+            raise error
+        assert response is not None
+        return response
 
     async def _hold(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):

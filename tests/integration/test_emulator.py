@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -375,6 +376,73 @@ async def test_reset_fault_drops_the_connection(emu: Emulator, apps: client.Apps
     assert emu.get_object(DEPLOYMENTS, NS, CANARY)["spec"]["replicas"] == 2
     # the next request gets through on a fresh connection
     assert (await apps.read_namespaced_deployment_scale(CANARY, NS)).spec.replicas == 2
+
+
+# --- faults on the answer (after=True): the change lands, the client sees a failure --------------------
+
+
+async def test_after_fault_answers_the_status_but_the_patch_landed(emu: Emulator, apps: client.AppsV1Api) -> None:
+    emu.add_fault(method="PATCH", path_contains="/scale", status=500, after=True)
+    with pytest.raises(ApiException) as info:
+        await apps.patch_namespaced_deployment_scale(CANARY, NS, {"spec": {"replicas": 0}}, _content_type=MERGE)
+    assert info.value.status == 500 and status_body(info.value)["details"] == {"injected": True}
+    assert emu.get_object(DEPLOYMENTS, NS, CANARY)["spec"]["replicas"] == 0
+    [mutation] = emu.mutations
+    assert (mutation.status, mutation.answered) == (200, 500)
+    assert mutation.ok and mutation.landed
+
+
+async def test_after_fault_with_delay_lands_before_the_answer_arrives(emu: Emulator, apps: client.AppsV1Api) -> None:
+    emu.add_fault(method="PATCH", path_contains="/scale", delay=0.5, after=True)
+    body = {"spec": {"replicas": 0}}
+    patch = asyncio.create_task(apps.patch_namespaced_deployment_scale(CANARY, NS, body, _content_type=MERGE))
+    await wait_until(lambda: emu.get_object(DEPLOYMENTS, NS, CANARY)["spec"]["replicas"] == 0)
+    assert not patch.done()  # the change is in, the answer is still held
+    assert emu.mutations[-1].landed and emu.mutations[-1].answered is None
+    scale = await patch
+    arrived = time.time()
+    assert scale.spec.replicas == 0  # delivered late, but the real answer
+    assert emu.mutations[-1].status == 200 and emu.mutations[-1].answered is None
+    assert arrived - emu.mutations[-1].at >= 0.3  # ``at`` is when the change landed, not when it was answered
+
+
+async def test_after_fault_with_delay_is_a_client_timeout_whose_change_landed(
+    emu: Emulator, apps: client.AppsV1Api
+) -> None:
+    emu.add_fault(method="PATCH", path_contains="/ingresses/", delay=10.0, after=True)
+    networking = client.NetworkingV1Api(apps.api_client)
+    body = {"metadata": {"annotations": {"nginx.ingress.kubernetes.io/canary": "false"}}}
+    with pytest.raises(TimeoutError):
+        await networking.patch_namespaced_ingress(CANARY, NS, body, _content_type=MERGE, _request_timeout=0.3)
+    annotations = emu.get_object("networking.k8s.io/v1/ingresses", NS, CANARY)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "false"
+    assert emu.mutations[-1].landed
+
+
+async def test_after_fault_reset_drops_the_answer_of_a_landed_change(emu: Emulator, apps: client.AppsV1Api) -> None:
+    emu.add_fault(method="PATCH", path_contains="/scale", reset=True, after=True)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await apps.patch_namespaced_deployment_scale(CANARY, NS, {"spec": {"replicas": 0}}, _content_type=MERGE)
+    assert emu.get_object(DEPLOYMENTS, NS, CANARY)["spec"]["replicas"] == 0
+    assert (emu.mutations[-1].status, emu.mutations[-1].answered) == (200, 0)
+
+
+async def test_after_fault_on_a_refused_request_logs_the_real_refusal(emu: Emulator, apps: client.AppsV1Api) -> None:
+    emu.add_fault(method="PATCH", path_contains="/scale", status=503, after=True)
+    with pytest.raises(ApiException) as info:
+        await apps.patch_namespaced_deployment_scale(CANARY, NS, {"spec": {"replicas": -1}}, _content_type=MERGE)
+    assert info.value.status == 503
+    assert (emu.mutations[-1].status, emu.mutations[-1].answered) == (422, 503)
+    assert not emu.mutations[-1].landed
+    assert emu.get_object(DEPLOYMENTS, NS, CANARY)["spec"]["replicas"] == 2
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 # --- the mutation log and kmock compatibility -----------------------------------------------------------
