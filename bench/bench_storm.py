@@ -255,7 +255,7 @@ def dedupe_memory(args: argparse.Namespace) -> None:
 
     total, step = args.events, args.events // 10
     document = {
-        "auth": {"webhook": {"bearer_tokens": [{"env": "T"}]}, "admin_token": {"env": "T"}},
+        "auth": {"webhook": {"bearer_tokens": [{"env": "T"}]}, "admin_token": {"env": "A"}},
         "safety": {"allowed_namespaces": ["shop"]},
         "targets": [{"name": "shop"}],
     }

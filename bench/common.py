@@ -32,11 +32,12 @@ def percentile(values: list[float], q: float) -> float:
 def write_config(workdir: Path, kube_url: str, port: int, *, token: str, rollback_cap: int = 100_000) -> Path:
     """A server configuration for namespace ``shop`` (targets ``{app}-canary``), quiet logs, a high cap."""
     (workdir / "token").write_text(token)
+    (workdir / "admin-token").write_text(f"admin-{token}")  # each role its own secret (the server insists)
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
         "auth": {
             "webhook": {"bearer_tokens": [{"file": str(workdir / "token")}]},
-            "admin_token": {"file": str(workdir / "token")},
+            "admin_token": {"file": str(workdir / "admin-token")},
         },
         "kubernetes": {"mode": "url", "url": kube_url},
         "safety": {"allowed_namespaces": ["shop"]},

@@ -19,8 +19,15 @@ ANNOTATE and EVENT only report: their failure is recorded but neither stops nor 
 
 Every step re-reads before it mutates and sends the resourceVersion it read, so a concurrent writer causes a
 CONFLICT that is retried from a fresh read; a step finding the object already in the safe state is a NOOP, which
-makes the whole rollback idempotent. Each outcome records the value seen first (``before``) so that an undo can put
-it back exactly, even when an earlier attempt of the same step did land before timing out.
+makes the whole rollback idempotent.
+
+Before-values (what an undo puts back) follow one rule for every step: the ``before`` of a change is the read that
+preceded the write that landed. Before each write the step hands what it read and what it will set to ``on_intent``,
+which the engine makes durable (write-ahead) before the write is sent. A write answered with a definite refusal
+(409, 4xx) did not land, so its read is dropped; one whose outcome is unknown (timeout, connection lost, 5xx) may
+have landed, so if a later read finds the safe state, the earlier read is the before-value. A resumed rollback
+(after a crash) or a retried one passes the recorded intents and results as ``prior``: they are the before-values
+when the live object is already in the safe state, whatever the crash point.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ __all__ = [
     "REJECTED_AT",
     "REJECTED_INCIDENT",
     "REJECTED_REVISION",
+    "changed_anything",
     "execute_restore",
     "execute_rollback",
 ]
@@ -64,6 +72,7 @@ CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 _READY_POLL_S = 1.0
 EVENT_REASON = "CanaryRolledBack"
 _MUTATING_STEPS = frozenset({Step.TRAFFIC_OFF, Step.ROUTE_OFF, Step.SCALE_ZERO})
+_CHANGING_STEPS = frozenset({*_MUTATING_STEPS, Step.SCALE_RESTORE, Step.TRAFFIC_RESTORE, Step.ROUTE_RESTORE})
 _STOPPING_RESULTS = frozenset({StepResult.REFUSED, StepResult.FAILED})
 _REPORTING_STEPS = frozenset({Step.ANNOTATE, Step.EVENT})  # their failure neither stops nor fails a rollback
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -146,19 +155,25 @@ class _Refusal(Exception):
 
 
 _Body = tuple[StepResult, dict[str, Any], dict[str, Any]]  # result, before, after
+Intent = Callable[[Step, dict[str, Any], dict[str, Any]], Awaitable[None]]  # (step, before, planned)
+
+
+def changed_anything(outcomes: Collection[StepOutcome]) -> bool:
+    """Whether any step changed the cluster (DONE on a mutating step): only such rollbacks count against the cap."""
+    return any(o.step in _CHANGING_STEPS and o.result is StepResult.DONE for o in outcomes)
 
 
 @dataclass
 class _Memo:
-    """State kept across the attempts of one step."""
+    """What one step knows across its attempts: the before-value of a write of ours that may have landed."""
 
-    before: dict[str, Any] | None = None
+    landed: dict[str, Any] | None = None  # set (durably) before each write; dropped when the write is refused
+    seen: dict[str, Any] | None = None  # the last read, for the record of a step that fails
 
-    def first(self, value: dict[str, Any]) -> dict[str, Any]:
-        """The value seen by the first attempt that got this far (later attempts may see our own change)."""
-        if self.before is None:
-            self.before = value
-        return self.before
+    def settled(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The before-value when the object is found already in the safe state: our earlier write's read if
+        one may have landed, else what is there now (NOOP)."""
+        return self.landed if self.landed is not None else current
 
 
 @dataclass(kw_only=True)
@@ -179,6 +194,22 @@ class _Run:
     ready_timeout_s: float = 120.0  # restore: how long the restored pods may take to become ready
     mark: RejectionMark | None = None  # set when GitOps annotations are on
     outcomes: list[StepOutcome] = field(default_factory=list)
+    on_intent: Intent | None = None  # write-ahead: awaited before every write
+    prior: Mapping[Step, dict[str, Any]] = field(default_factory=dict)  # recorded before-values (resume, retry)
+    memo: _Memo | None = None  # the running step's
+
+    async def intend(self, step: Step, before: dict[str, Any], planned: dict[str, Any]) -> None:
+        """Record (durably, through ``on_intent``) what was read and what will be set, then send the write.
+
+        A retry that reads what the durable intent already holds (its earlier write was lost or refused by a 5xx)
+        needs no new record: the write may go out even while the database is unwritable. A read that differs
+        waits for the record, whatever the database's state (never a change without its before-value)."""
+        if self.memo is not None and self.memo.landed == before:
+            return
+        if self.on_intent is not None:
+            await self.on_intent(step, before, planned)
+        if self.memo is not None:
+            self.memo.landed = before
 
 
 async def execute_rollback(
@@ -191,6 +222,8 @@ async def execute_rollback(
     skip: Collection[Step] = (),
     mark: RejectionMark | None = None,
     on_step: Callable[[StepOutcome], Awaitable[None]],
+    on_intent: Intent | None = None,
+    prior: Mapping[Step, dict[str, Any]] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
 ) -> list[StepOutcome]:
@@ -198,10 +231,11 @@ async def execute_rollback(
 
     Steps in ``skip`` are not run (resuming after a crash), but the namespace allowlist is always enforced.
     A REFUSED or FAILED step stops the rollback (an ANNOTATE or EVENT failure is recorded, nothing is undone).
-    ``on_step`` is awaited after each step; if it raises, the rollback stops there (never act unaudited).
+    ``on_intent`` is awaited before every write, ``on_step`` after each step; if either raises, the rollback stops
+    there (never act unaudited). ``prior``: before-values recorded by an earlier run of this rollback.
     """
     run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    run.mark = mark
+    run.mark, run.on_intent, run.prior = mark, on_intent, prior or {}
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
@@ -248,7 +282,7 @@ def _namespace_refusal(target: TargetRef, safety: SafetyRules) -> StepOutcome:
 async def _run_step(run: _Run, step: Step, *, bodies: _Bodies | None = None) -> StepOutcome:
     """Run one step's body, retrying retryable cluster errors; each retry starts again from a fresh read."""
     started = time.monotonic()
-    memo = _Memo()
+    memo = run.memo = _Memo(landed=run.prior.get(step))
     attempt = 0
     while True:
         attempt += 1
@@ -257,6 +291,8 @@ async def _run_step(run: _Run, step: Step, *, bodies: _Bodies | None = None) -> 
         except _Refusal as refusal:
             return _refused(step, refusal, attempts=attempt, started=started)
         except ClusterError as exc:
+            if exc.reason is FailureReason.CONFLICT or (exc.status is not None and 400 <= exc.status < 500):
+                memo.landed = None  # the API refused the write: it did not land, and neither did its read count
             if not exc.retryable or attempt >= run.retry.attempts:
                 return _failed(step, exc, memo=memo, attempts=attempt, started=started)
             await run.sleep(run.retry.delay(attempt, random=run.random()))
@@ -291,7 +327,7 @@ def _failed(step: Step, exc: ClusterError, *, memo: _Memo, attempts: int, starte
     return StepOutcome(
         step=step,
         result=StepResult.FAILED,
-        before=memo.before or {},
+        before=memo.landed or memo.seen or {},
         after={},
         attempts=attempts,
         duration_s=_since(started),
@@ -300,15 +336,27 @@ def _failed(step: Step, exc: ClusterError, *, memo: _Memo, attempts: int, starte
     )
 
 
-def _settled(before: dict[str, Any], after: dict[str, Any]) -> _Body:
-    """Already in the safe state: NOOP if it was so from the start, DONE if an earlier attempt of ours landed."""
+def _settled(memo: _Memo, current: dict[str, Any], after: dict[str, Any]) -> _Body:
+    """Already in the safe state: NOOP if it was so from the start, DONE if an earlier write of ours landed."""
+    before = memo.settled(current)
     return (StepResult.NOOP if before == after else StepResult.DONE), before, after
+
+
+def _observed(memo: _Memo, current: dict[str, Any]) -> dict[str, Any]:
+    memo.seen = current
+    return current
 
 
 async def _read_canary(run: _Run) -> DeploymentView:
     """Read the live Deployment and refuse unless it carries the canary marker label."""
     target, safety = run.target, run.safety
-    deployment = await run.cluster.get_deployment(target.namespace, target.deployment)
+    try:
+        deployment = await run.cluster.get_deployment(target.namespace, target.deployment)
+    except ClusterError as exc:
+        if exc.reason is not FailureReason.NOT_FOUND:
+            raise
+        message = f"deployment {target.key} does not exist: nothing to roll back (check the target mapping)"
+        raise _Refusal(FailureReason.NOT_FOUND, message, before={}) from exc
     found = deployment.labels.get(safety.marker_label)
     if found != safety.marker_value:
         message = (
@@ -375,13 +423,14 @@ async def _route_off(run: _Run, memo: _Memo) -> _Body:
     route, run.route = run.route, None  # the CHECK's read serves the first attempt; retries re-read
     if route is None:
         route = await run.cluster.get_httproute(namespace, name)
-    current = _route_snapshot(run, route)
-    before = memo.first({"rules": current})
+    current = _observed(memo, {"rules": _route_snapshot(run, route)})
     if httproute.canary_is_off(route.rules, backend=run.target.canary_backend or "", namespace=namespace):
-        return _settled(before, {"rules": current})
+        return _settled(memo, current, current)
     rules, planned = _route_change(run, route)
+    before = current
     if run.dry_run:
         return StepResult.DRY_RUN, before, {"rules": planned}
+    await run.intend(Step.ROUTE_OFF, before, {"rules": planned})
     patched = await run.cluster.set_httproute_rules(
         namespace, name, rules=rules, resource_version=route.resource_version
     )
@@ -395,9 +444,10 @@ async def _annotate(run: _Run, memo: _Memo) -> _Body:
     current = {
         k: deployment.annotations.get(k) for k in (REJECTED_IMAGES, REJECTED_REVISION, REJECTED_AT, REJECTED_INCIDENT)
     }
-    before = memo.first({"annotations": current})
+    seen = _observed(memo, {"annotations": current})
     if current[REJECTED_INCIDENT] == mark.incident:
-        return _settled(before, {"annotations": current})
+        return _settled(memo, seen, seen)
+    before = seen
     known = [i for i in (current[REJECTED_IMAGES] or "").split(",") if i]
     images = list(dict.fromkeys([*deployment.images, *known]))[:_REJECTED_KEEP]
     wanted: dict[str, str | None] = {
@@ -408,6 +458,7 @@ async def _annotate(run: _Run, memo: _Memo) -> _Body:
     }
     if run.dry_run:
         return StepResult.DRY_RUN, before, {"annotations": wanted}
+    await run.intend(Step.ANNOTATE, before, {"annotations": wanted})
     patched = await run.cluster.set_deployment_annotations(
         deployment.namespace, deployment.name, annotations=wanted, resource_version=deployment.resource_version
     )
@@ -427,12 +478,13 @@ async def _traffic_off(run: _Run, memo: _Memo) -> _Body:
     if ingress is None:
         ingress = await run.cluster.get_ingress(namespace, name)
     current = ingress.annotations.get(CANARY_ANNOTATION)
-    before = memo.first({"annotations": {CANARY_ANNOTATION: current}})
+    before = _observed(memo, {"annotations": {CANARY_ANNOTATION: current}})
     planned: dict[str, Any] = {"annotations": {CANARY_ANNOTATION: "false"}}
     if current == "false":
-        return _settled(before, planned)
+        return _settled(memo, before, planned)
     if run.dry_run:
         return StepResult.DRY_RUN, before, planned
+    await run.intend(Step.TRAFFIC_OFF, before, planned)
     patched = await run.cluster.set_ingress_annotations(
         namespace, name, annotations={CANARY_ANNOTATION: "false"}, resource_version=ingress.resource_version
     )
@@ -443,12 +495,13 @@ async def _scale_zero(run: _Run, memo: _Memo) -> _Body:
     namespace, name = run.target.namespace, run.target.deployment
     # The labels may have changed since CHECK: re-check right before mutating (both reads at once).
     _, scale = await asyncio.gather(_read_canary(run), run.cluster.get_scale(namespace, name))
-    before = memo.first({"replicas": scale.replicas})
+    before = _observed(memo, {"replicas": scale.replicas})
     planned: dict[str, Any] = {"replicas": 0}
     if scale.replicas == 0:
-        return _settled(before, planned)
+        return _settled(memo, before, planned)
     if run.dry_run:
         return StepResult.DRY_RUN, before, planned
+    await run.intend(Step.SCALE_ZERO, before, planned)
     scaled = await run.cluster.set_replicas(namespace, name, replicas=0, resource_version=scale.resource_version)
     return StepResult.DONE, before, {"replicas": scaled.replicas}
 
@@ -504,6 +557,7 @@ async def execute_restore(
     retry: RetryPolicy,
     dry_run: bool = False,
     on_step: Callable[[StepOutcome], Awaitable[None]],
+    on_intent: Intent | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
     ready_timeout_s: float = 120.0,
@@ -511,9 +565,12 @@ async def execute_restore(
     """Undo a rollback: check nothing changed since, scale back up and wait until the pods are ready, then let
     canary traffic in again (the reverse order of the rollback). Pods that do not become ready within
     ``ready_timeout_s`` stop the restore with traffic still off: "manual action required".
+
+    A restore that stopped half way (pods never ready, a crash) can simply be run again: each object may be as the
+    rollback left it or already as the restore puts it back; anything else is a change by someone else, refused.
     """
     run = _Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    run.restore, run.ready_timeout_s = point, ready_timeout_s
+    run.restore, run.ready_timeout_s, run.on_intent = point, ready_timeout_s, on_intent
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
@@ -543,16 +600,16 @@ async def _restore_check(run: _Run, memo: _Memo) -> _Body:
     facts = {**_deployment_facts(deployment), "scale": scale.replicas}
     if tuple(deployment.images) != point.images:
         raise _changed(f"the canary's images ({list(deployment.images)} vs {list(point.images)})")
-    if scale.replicas != 0:
-        raise _changed(f"the replica count (now {scale.replicas})")
+    if scale.replicas not in (0, point.replicas):
+        raise _changed(f"the replica count (now {scale.replicas}, neither 0 nor {point.replicas})")
     current = run.ingress.annotations.get(CANARY_ANNOTATION) if run.ingress else None
-    if point.traffic_step and current != "false":
+    if point.traffic_step and current not in ("false", point.annotation):
         raise _changed(f"the Ingress canary annotation (now {current!r})")
     if point.route_after is not None and run.target.httproute:
         route = await run.cluster.get_httproute(run.target.namespace, run.target.httproute)
         indices = [int(entry["rule"]) for entry in point.route_after]
         now = httproute.snapshot(route.rules, indices)
-        if now != point.route_after:
+        if now not in (point.route_after, point.route_before):
             raise _changed(f"the HTTPRoute weights (now {now})")
         facts["httproute_weights"] = now
     return StepResult.DONE, facts, {}
@@ -563,12 +620,15 @@ async def _scale_restore(run: _Run, memo: _Memo) -> _Body:
     assert point is not None
     namespace, name = run.target.namespace, run.target.deployment
     _, scale = await asyncio.gather(_read_canary(run), run.cluster.get_scale(namespace, name))
-    before = memo.first({"replicas": scale.replicas})
+    before = _observed(memo, {"replicas": scale.replicas})
     planned: dict[str, Any] = {"replicas": point.replicas}
     if scale.replicas == point.replicas:
-        return _settled(before, planned)
+        if not run.dry_run:
+            await _wait_ready(run, point.replicas)  # a restore run again after its pods were not ready in time
+        return _settled(memo, before, planned)
     if run.dry_run:
         return StepResult.DRY_RUN, before, planned
+    await run.intend(Step.SCALE_RESTORE, before, planned)
     scaled = await run.cluster.set_replicas(
         namespace, name, replicas=point.replicas, resource_version=scale.resource_version
     )
@@ -597,12 +657,13 @@ async def _traffic_restore(run: _Run, memo: _Memo) -> _Body:
     namespace, name = run.target.namespace, run.target.ingress or ""
     ingress = await run.cluster.get_ingress(namespace, name)
     current = ingress.annotations.get(CANARY_ANNOTATION)
-    before = memo.first({"annotations": {CANARY_ANNOTATION: current}})
+    before = _observed(memo, {"annotations": {CANARY_ANNOTATION: current}})
     planned: dict[str, Any] = {"annotations": {CANARY_ANNOTATION: point.annotation}}
     if current == point.annotation:
-        return _settled(before, planned)
+        return _settled(memo, before, planned)
     if run.dry_run:
         return StepResult.DRY_RUN, before, planned
+    await run.intend(Step.TRAFFIC_RESTORE, before, planned)
     patched = await run.cluster.set_ingress_annotations(
         namespace, name, annotations={CANARY_ANNOTATION: point.annotation}, resource_version=ingress.resource_version
     )
@@ -615,17 +676,17 @@ async def _route_restore(run: _Run, memo: _Memo) -> _Body:
     namespace, name = run.target.namespace, run.target.httproute or ""
     route = await run.cluster.get_httproute(namespace, name)
     indices = [int(entry["rule"]) for entry in point.route_before]
-    current = httproute.snapshot(route.rules, indices)
-    before = memo.first({"rules": current})
+    before = _observed(memo, {"rules": httproute.snapshot(route.rules, indices)})
     planned: dict[str, Any] = {"rules": point.route_before}
-    if current == point.route_before:
-        return _settled(before, planned)
+    if before["rules"] == point.route_before:
+        return _settled(memo, before, planned)
     try:
         rules = httproute.apply_snapshot(route.rules, point.route_before)
     except httproute.RouteProblem as exc:
         raise _changed(f"the HTTPRoute ({exc})") from exc
     if run.dry_run:
         return StepResult.DRY_RUN, before, planned
+    await run.intend(Step.ROUTE_RESTORE, before, planned)
     patched = await run.cluster.set_httproute_rules(
         namespace, name, rules=rules, resource_version=route.resource_version
     )

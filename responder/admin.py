@@ -2,14 +2,14 @@
 
 Roles come from the bearer token: the admin token may do everything; the optional read token may read (status,
 audit, incidents); the webhook credentials may only post alerts. No or unknown credentials give 401, known ones
-without the right give 403. Every mutating call is audited with its actor. Bodies are validated with pydantic
-(422 naming the field), path parameters must be Kubernetes names (400).
+without the right give 403 (the roles themselves live in responder.web, which the webhook shares). Every
+mutating call is audited with its actor. Bodies must arrive within ``listen.body_timeout`` (408) and are validated
+with pydantic (422 naming the field, numbers bounded to what SQLite stores), path parameters must be Kubernetes
+names (400).
 """
 
 from __future__ import annotations
 
-import enum
-import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -28,36 +28,16 @@ from responder.engine import Saturated
 from responder.store import AuditEntry, StoreUnavailable, iso
 from responder.web import (
     RUNTIME,
-    SECRETS,
     SETTINGS,
     Rejection,
+    Role,
+    caller_role,
     error_response,
     field_errors,
     json_response,
+    read_body,
     record_rejection,
-    webhook_authorized,
 )
-
-
-class Role(enum.IntEnum):
-    WEBHOOK = 1
-    READ = 2
-    ADMIN = 3
-
-
-def caller_role(request: web.Request) -> Role | None:
-    secrets = request.app[SECRETS]
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    given = value.strip().encode(errors="surrogateescape")  # undecodable header bytes: compare as bytes
-    if scheme.lower() == "bearer":
-        is_admin = hmac.compare_digest(given, secrets.admin_token.get_secret_value().encode())
-        read = secrets.read_token.get_secret_value().encode() if secrets.read_token else None
-        is_reader = read is not None and hmac.compare_digest(given, read)
-        if is_admin:
-            return Role.ADMIN
-        if is_reader:
-            return Role.READ
-    return Role.WEBHOOK if webhook_authorized(request, secrets) else None
 
 
 def require(request: web.Request, need: Role) -> None:
@@ -83,8 +63,11 @@ class PauseBody(_Body):
     reason: Reason = ""
 
 
+SQLITE_INTEGER_MAX = 2**63 - 1
+
+
 class ReplayBody(_Body):
-    notification_id: Annotated[int, Field(ge=1)] | None = None
+    notification_id: Annotated[int, Field(ge=1, le=SQLITE_INTEGER_MAX)] | None = None
     payload: WebhookNotification | None = None
     dry_run: bool = True
     force: bool = False
@@ -94,11 +77,12 @@ class ReplayBody(_Body):
 class RestoreBody(_Body):
     dry_run: bool = False
     actor: Actor = "admin"
-    cluster: str = ""  # multi-cluster: which cluster's target (required when clusters are configured)
+    # multi-cluster: which cluster's target (required when clusters are configured); a cluster name is a DNS label
+    cluster: Annotated[str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
 
 
 async def _body(request: web.Request, model: type[_Body]) -> Any:
-    raw = await request.read() if request.can_read_body else b""
+    raw = await read_body(request)
     try:
         document = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
@@ -118,8 +102,11 @@ def guarded(need: Role) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
             try:
-                require(request, need)
-                return await handler(request)
+                try:
+                    require(request, need)
+                    return await handler(request)
+                except StoreUnavailable as exc:  # the database cannot be written or read now: retry later
+                    raise Rejection(503, "store_unavailable", f"the database is unavailable: {exc}") from None
             except Rejection as rejection:
                 await record_rejection(request, request.app[RUNTIME].require(), rejection)
                 return error_response(rejection)
@@ -327,12 +314,25 @@ def _iso_or_none(moment: datetime | None) -> str | None:
     return iso(moment) if moment else None
 
 
+class VerifyQuery(_Body):
+    """A head seen earlier (status, metrics, logs): a chain that lost its tail is still valid without it."""
+
+    expect_head: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+    expect_length: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None  # SQLite INTEGER
+
+
 @guarded(Role.READ)
 async def audit_verify(request: web.Request) -> web.Response:
-    report = await request.app[RUNTIME].require().store.verify()
+    try:
+        query = VerifyQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise Rejection(400, "invalid_query", "invalid query parameters", errors=field_errors(exc)) from None
+    store = request.app[RUNTIME].require().store
+    report = await store.verify(expect_length=query.expect_length, expect_head=query.expect_head)
+    problems = report.problems
     return json_response(
-        {"ok": report.ok, "length": report.length, "head": report.head, "problems": report.problems},
-        200 if report.ok else 409,
+        {"ok": not problems, "length": report.length, "head": report.head, "problems": problems},
+        200 if not problems else 409,
     )
 
 

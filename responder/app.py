@@ -24,13 +24,14 @@ from responder.config import ConfigError, KubernetesSettings, Secrets, Settings
 from responder.core.decide import DecisionCore
 from responder.engine import Clock, Engine, EngineOptions, Notice, NoticeHook, utc_now
 from responder.gitops import GitopsRelay, build_relay
+from responder.health import Health
 from responder.incidents import INCIDENTS, add_incident_routes
 from responder.metrics import Metrics
 from responder.openapi import add_openapi_route
 from responder.outbox import build_outbox
 from responder.ports import ClusterPort
 from responder.store import AuditSink, Store
-from responder.web import RUNTIME, Services, create_app
+from responder.web import RUNTIME, Services, create_app, rejection_summaries
 
 log = logging.getLogger("responder.app")
 
@@ -71,7 +72,7 @@ async def _connect(kube: KubernetesSettings, token: str | None) -> ClusterPort:
     )
 
 
-def _elector(settings: Settings, cluster: ClusterPort, engine: Engine) -> LeaderElector | None:
+def _elector(settings: Settings, cluster: ClusterPort, engine: Engine, health: Health) -> LeaderElector | None:
     election = settings.leader_election
     if not election.enabled:
         return None
@@ -85,7 +86,7 @@ def _elector(settings: Settings, cluster: ClusterPort, engine: Engine) -> Leader
         renew_deadline_s=election.renew_deadline.total_seconds(),
         retry_period_s=election.retry_period.total_seconds(),
     )
-    return LeaderElector(cluster.api_client(), lease, on_start=engine.start, on_stop=engine.stop)
+    return LeaderElector(cluster.api_client(), lease, on_start=engine.start, on_stop=engine.stop, health=health)
 
 
 def _service_account_namespace() -> str:
@@ -118,6 +119,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         max_backlog=settings.engine.max_backlog,
         replay_horizon=horizon,
         annotate=settings.gitops.annotate,
+        restore_ready_timeout_s=settings.restore.ready_timeout.total_seconds(),
     )
 
 
@@ -157,20 +159,24 @@ def build_app(
         # Everything opened is closed again in reverse order, also when a later step of the startup fails.
         async with AsyncExitStack() as stack:
             key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
+            the_metrics = metrics or Metrics()
+            health = Health(the_metrics)
             store = Store(settings.storage.path, audit_key=key, sink=audit_sink)
+            store.on_crash = health.crashed
             await store.open()
             stack.push_async_callback(store.close)
             live_cluster = cluster
             if live_cluster is None:
                 live_cluster = await connect_cluster(settings, secrets)
                 stack.push_async_callback(live_cluster.close)
-            the_metrics = metrics or Metrics()
             outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
+            outbox.health = health
             await outbox.start()  # before the engine: resumed rollbacks may notify at once
             stack.push_async_callback(outbox.stop)
             app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
             relay: GitopsRelay | None = build_relay(settings.gitops, secrets, store=store)
             if relay is not None:
+                relay.health = health
                 await relay.start()  # before the engine, like the outbox
                 stack.push_async_callback(relay.stop)
             targets = dict(clusters) if clusters is not None else await connect_clusters(settings, secrets, stack)
@@ -183,10 +189,11 @@ def build_app(
                 clock=clock,
                 notice_hook=_notice_hooks(outbox.hook, relay.hook if relay is not None else None),
                 clusters=targets,
+                health=health,
             )
             the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
             stack.push_async_callback(engine.stop)
-            elector = _elector(settings, live_cluster, engine)
+            elector = _elector(settings, live_cluster, engine, health)
             if elector is None:
                 await engine.start()
             else:
@@ -198,10 +205,12 @@ def build_app(
                 cluster=live_cluster,
                 metrics=the_metrics,
                 is_leader=(lambda: True) if elector is None else (lambda: elector.is_leader),
+                health=health,
             )
             stack.callback(setattr, app[RUNTIME], "services", None)
             log.info("canary-responder ready (dry_run=%s, audit chain length %d)", settings.dry_run, store.chain_length)
             yield
 
     app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(rejection_summaries)  # after lifecycle: its last summary is written before the store closes
     return app

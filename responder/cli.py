@@ -67,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
             group.add_argument("--server", help="ask a running server instead (see also --token-file)")
             verify.add_argument("--token-file", type=Path, default=None, help="admin or read token for --server")
             verify.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    verify.add_argument(
+        "--expect-head",
+        type=_chain_hash,
+        default=None,
+        metavar="HASH",
+        help="a head seen earlier (status, metrics, logs): fail if it is no longer in the chain (truncated tail)",
+    )
+    verify.add_argument(
+        "--expect-length",
+        type=_chain_length,
+        default=None,
+        metavar="N",
+        help="fail if the chain has fewer than N entries (with --expect-head: if entry N is not that head)",
+    )
     verify.set_defaults(func=_audit_verify)
     tail.add_argument("-n", type=int, default=20, help="number of entries (default 20)")
     tail.add_argument("--json", action="store_true", help="print raw JSON lines")
@@ -165,7 +179,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return client.run(client.audit_verify, args)
     path, key = _audit_db(args)
     with open_readonly(path) as conn:
-        report = verify_chain(conn, key)
+        report = verify_chain(conn, key, expect_length=args.expect_length, expect_head=args.expect_head)
     if report.ok:
         print(f"audit chain OK: {report.length} entries, head {report.head}")
         return EXIT_OK
@@ -173,6 +187,18 @@ def _audit_verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  {problem}", file=sys.stderr)
     return EXIT_FAIL
+
+
+def _chain_hash(text: str) -> str:
+    if len(text) != 64 or not set(text) <= set("0123456789abcdefABCDEF"):
+        raise argparse.ArgumentTypeError("must be a chain hash: 64 hexadecimal characters")
+    return text.lower()
+
+
+def _chain_length(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 2**63 - 1:  # SQLite INTEGER
+        raise argparse.ArgumentTypeError("must be a whole number of entries, 0 or more")
+    return int(text)
 
 
 def _audit_tail(args: argparse.Namespace) -> int:
@@ -198,7 +224,14 @@ def format_entry(entry: dict[str, Any]) -> str:
             f"{data.get('step')}: {data.get('result')} {data.get('before')} -> {data.get('after')}"
             f" ({data.get('duration_ms')} ms, {data.get('attempts')} attempts) {data.get('message')}"
         ),
-        "rollback.result": lambda: f"{data.get('incident')}: {data.get('status')}",
+        "rollback.result": lambda: (
+            f"{data.get('incident')}: {data.get('status')}"
+            + (" (retried while its alerts fire)" if data.get("retrying") else "")
+        ),
+        "action.intent": lambda: f"{data.get('step')}: about to set {data.get('planned')} (read {data.get('before')})",
+        "rollback.retry": lambda: f"{data.get('incident')}: retry {data.get('attempt')} - {data.get('reason')}",
+        "quarantine": lambda: f"events {data.get('event_ids')} could not be recorded: {data.get('error')}",
+        "rejected.summary": lambda: f"{data.get('count')} requests without valid credentials rejected",
     }.get(entry["kind"], lambda: orjson.dumps(data).decode()[:160])()
     target = f" [{entry['target']}]" if entry.get("target") else ""
     return f"#{entry['seq']:<5} {entry['ts']} {entry['kind']:<16}{target} {detail}"

@@ -51,10 +51,12 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-async def request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+async def request(
+    args: argparse.Namespace, method: str, path: str, body: Any = None, *, wait_s: float = 60.0
+) -> tuple[int, Any]:
     base = (args.server or os.environ.get("CANARY_RESPONDER_URL") or DEFAULT_URL).rstrip("/")
     headers = {"Authorization": f"Bearer {_token(args)}"}
-    timeout = aiohttp.ClientTimeout(total=60)
+    timeout = aiohttp.ClientTimeout(total=wait_s)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -62,7 +64,13 @@ async def request(args: argparse.Namespace, method: str, path: str, body: Any = 
         ):
             payload = await response.json(content_type=None)
             status = response.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except TimeoutError:
+        raise ClientError(
+            EXIT_UNREACHABLE,
+            f"{base} did not answer within {wait_s:.0f}s; the operation may still be running on the server"
+            " (see `canary-responder audit list --server ...` for its result)",
+        ) from None
+    except (aiohttp.ClientError, ValueError) as exc:
         raise ClientError(EXIT_UNREACHABLE, f"cannot talk to {base}: {exc or type(exc).__name__}") from None
     if status in (401, 403):
         raise ClientError(EXIT_AUTH, f"{status}: {payload.get('message', 'not allowed')}")
@@ -121,7 +129,8 @@ async def replay(args: argparse.Namespace) -> int:
 
 async def restore(args: argparse.Namespace) -> int:
     path = f"/api/v1/targets/{args.namespace}/{args.deployment}/restore"
-    status, payload = await request(args, "POST", path, {"dry_run": args.dry_run, "actor": args.actor})
+    body = {"dry_run": args.dry_run, "actor": args.actor}
+    status, payload = await request(args, "POST", path, body, wait_s=args.wait)
     if status >= 500 and "status" not in payload:
         _expect(status, payload, 200)
     lines = [
@@ -158,7 +167,9 @@ async def status(args: argparse.Namespace) -> int:
 
 
 async def audit_verify(args: argparse.Namespace) -> int:
-    code, payload = await request(args, "GET", "/api/v1/audit/verify")
+    expect = {"expect_head": args.expect_head, "expect_length": args.expect_length}
+    qs = urlencode({k: v for k, v in expect.items() if v is not None})
+    code, payload = await request(args, "GET", f"/api/v1/audit/verify{'?' + qs if qs else ''}")
     if code not in (200, 409):
         _expect(code, payload, 200)
     text = (
@@ -202,6 +213,15 @@ def add_commands(sub: Any, audit: Any) -> None:
     rs.add_argument("namespace")
     rs.add_argument("deployment")
     rs.add_argument("--dry-run", action="store_true", help="check and show the plan, change nothing")
+    rs.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for the server's answer (default 600); the server itself waits up to its"
+        " restore.ready_timeout (default 120s) for the restored pods to be ready before letting traffic back."
+        " Exit codes: 0 restored, 1 refused or failed (run it again once the pods are ready), 3 no answer",
+    )
     _common(rs, restore)
 
     for name, is_pause in (("pause", True), ("resume", False)):

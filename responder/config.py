@@ -21,7 +21,7 @@ from responder.core.decide import CoreSettings
 from responder.core.model import PolicyMode
 from responder.core.rules import PolicyRule, TargetRule, is_dns_label, template_fields
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")  # fullmatch: "$" would also match before a newline
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_DURATION_S = 366 * 86400  # a year: anything longer is a typo, and would overflow date arithmetic
 
@@ -33,7 +33,7 @@ def _parse_duration(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 30s, 2m, 1h")
     if isinstance(value, str):
-        found = _DURATION.match(value.strip())
+        found = _DURATION.fullmatch(value.strip())
         if not found:
             raise ValueError(f"invalid duration {value!r}: use a number of seconds or e.g. 30s, 2m, 1h")
         seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
@@ -112,6 +112,9 @@ class ListenSettings(_Model):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     body_limit_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The whole request body must arrive within this (else 408): a client that announces a body and trickles it
+    # would otherwise hold a connection and a handler for ever.
+    body_timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
 
 
 class KubernetesSettings(_Model):
@@ -243,6 +246,28 @@ class RetrySettings(_Model):
     max_delay: Duration = timedelta(seconds=2)
 
 
+class FailedRollbackSettings(_Model):
+    """A rollback that failed (manual action required) leaves the canary live: it is tried again after
+    ``retry_interval``, then at doubling intervals up to ``max_retry_interval``, while any of its alerts fires;
+    a new alert for the target tries at once. Retries stop when its alerts resolve, on pause, or on a restore."""
+
+    retry_interval: Duration = timedelta(seconds=30)
+    max_retry_interval: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _order(self) -> FailedRollbackSettings:
+        if self.retry_interval <= timedelta(0) or self.max_retry_interval < self.retry_interval:
+            raise ValueError("need 0 < retry_interval <= max_retry_interval")
+        return self
+
+
+class RestoreSettings(_Model):
+    """Restore (undo a rollback): the restored pods must be ready within ``ready_timeout`` before canary traffic is
+    let back in; past it the restore stops with traffic still off (run it again once the pods are ready)."""
+
+    ready_timeout: Duration = timedelta(seconds=120)
+
+
 class StorageSettings(_Model):
     path: Path = Path("/var/lib/canary-responder/responder.db")
     audit_hmac_key: SecretRef | None = None
@@ -328,6 +353,8 @@ class Settings(_Model):
     dedupe_max: int = Field(default=100_000, ge=1_000, le=10_000_000)  # ~400 bytes each at the cap
     dry_run: bool = False
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    failed_rollbacks: FailedRollbackSettings = Field(default_factory=FailedRollbackSettings)
+    restore: RestoreSettings = Field(default_factory=RestoreSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
@@ -384,6 +411,8 @@ class Settings(_Model):
             dedupe_max=self.dedupe_max,
             clusters=self.cluster_namespaces(),
             cluster_label=self.cluster_label,
+            retry_interval=self.failed_rollbacks.retry_interval,
+            max_retry_interval=self.failed_rollbacks.max_retry_interval,
         )
 
 
@@ -408,9 +437,30 @@ class Secrets:
         }
         hook = settings.gitops.webhook
         self.gitops_webhook_secret = hook.secret.resolve(environ) if hook else None
+        self._check_one_role_each()
+
+    def _check_one_role_each(self) -> None:
+        """Each role needs its own secret. The webhook credentials sit in Alertmanager's configuration (and the
+        read token in dashboards and scripts): were one of them also the admin token, or the read token also the
+        admin token or a webhook credential, whoever holds the weaker secret would have the stronger role (and the
+        server could not tell the roles apart for its 403s)."""
+        webhook = {f"auth.webhook.bearer_tokens.{i}": token for i, token in enumerate(self.webhook_tokens)}
+        if self.basic_password is not None:
+            webhook["auth.webhook.basic.password"] = self.basic_password
+        _refuse_shared({"auth.admin_token": self.admin_token}, webhook)
+        if self.read_token is not None:
+            _refuse_shared({"auth.read_token": self.read_token}, {"auth.admin_token": self.admin_token, **webhook})
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"
+
+
+def _refuse_shared(stronger: Mapping[str, SecretStr], others: Mapping[str, SecretStr]) -> None:
+    """ConfigError naming both fields (never the value) when a secret of ``stronger`` is one of ``others``."""
+    for name, secret in stronger.items():
+        for other, value in others.items():
+            if secret.get_secret_value() == value.get_secret_value():
+                raise ConfigError(f"{name} and {other} have the same value: give each role its own secret")
 
 
 def format_validation_error(exc: ValidationError) -> str:

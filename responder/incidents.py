@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from responder.admin import Role, require
+from responder.admin import require
 from responder.notify import Incident, Links, audit_link, headline, report, report_markdown
 from responder.outbox import IncidentReader
-from responder.web import Rejection, error_response, json_response
+from responder.web import Rejection, Role, error_response, json_response
 
 MARKDOWN = "text/markdown"
 

@@ -51,6 +51,27 @@ class Metrics:
             registry=r,
         )
 
+        self.task_crashes = Counter(
+            "canary_responder_task_crashes",
+            "Unexpected exceptions that ended (a round of) a background task, by task; it was restarted.",
+            ["task"],
+            registry=r,
+        )
+        self.poison_writes = Counter(
+            "canary_responder_poison_writes",
+            "Database writes refused for their own data (isolated, reported, replaced by a quarantine record).",
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "canary_responder_http_internal_errors",
+            "HTTP requests answered 500 because a handler raised unexpectedly, by route template (see the log).",
+            ["route"],
+            registry=r,
+        )
+
+    def crashed(self, task: str) -> None:
+        self.task_crashes.labels(task).inc()
+
     def bind_gauges(self, *, backlog: Callable[[], float], audit_length: Callable[[], float]) -> None:
         self.backlog.set_function(backlog)
         self.audit_length.set_function(audit_length)

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from responder.core.decide import shifted
+
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 NOT_RECORDED = "not recorded"
 UNAVAILABLE = "unavailable"
@@ -89,6 +91,7 @@ class Incident:
     steps: Mapping[str, Any] = field(default_factory=dict)
     alerts: Sequence[Mapping[str, Any]] = ()
     metrics: MetricsSnapshot | None = None
+    retrying: bool = False  # a failed rollback that is tried again while its alerts fire
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,8 @@ def headline(incident: Incident) -> str:
         return {
             "done": f"Canary rolled back: {where}",
             "dry_run": f"Dry run: would roll back {where}",
-            "failed": f"Rollback FAILED: {where}, manual action required",
+            "failed": f"Rollback FAILED: {where}, "
+            + ("retrying while its alerts fire" if incident.retrying else "manual action required"),
             "refused": f"Rollback refused: {where} is not a canary the responder may touch",
             "pending": f"Rolling back {where}",
         }.get(incident.status, f"Rollback {incident.status}: {where}")
@@ -115,6 +119,7 @@ def headline(incident: Incident) -> str:
         "paused_hold": f"Rollback held while paused: {where}",
         "refused": f"Alert refused: {where} is not a target the responder may act on",
         "notify": f"Canary alert: {_first_alertname(incident)} on {where}",
+        "error": f"Could not process an alert ({_first_alertname(incident)}): nothing was decided for it",
     }.get(incident.kind, f"{incident.kind}: {where}")
 
 
@@ -125,11 +130,17 @@ def verdict(incident: Incident) -> str:
             "paused_hold": "nothing was changed: the responder is paused",
             "refused": "nothing was changed",
             "notify": "notify-only alert: nothing was changed",
+            "error": "quarantined: the alert was recorded but could not be decided; check it by hand",
         }.get(incident.kind, "nothing was changed")
     return {
         "done": "canary traffic off and canary scaled to zero; stable untouched",
         "dry_run": "dry run: the plan was checked, nothing was changed",
-        "failed": "manual action required: a step failed (see actions)",
+        "failed": "a step failed (see actions); "
+        + (
+            "retried while its alerts fire, manual action may be required"
+            if incident.retrying
+            else "manual action required"
+        ),
         "refused": "refused by the safety check: nothing was changed",
         "pending": "in progress",
     }.get(incident.status, incident.status)
@@ -140,11 +151,12 @@ def verdict(incident: Incident) -> str:
 
 def time_range_ms(incident: Incident, *, before: timedelta = timedelta(minutes=30)) -> tuple[int, int]:
     """A window around the incident: from before the first alert started to a while after the decision."""
-    decided = _parse(incident.created_at)
-    starts = [_parse(str(a["starts_at"])) for a in incident.alerts if a.get("starts_at")]
-    start = min([decided, *starts]) - before
-    end = decided + timedelta(minutes=15)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    decided = _parse(incident.created_at) or datetime.now().astimezone()
+    starts = [found for a in incident.alerts if (found := _parse(str(a.get("starts_at") or "")))]
+    # An alert that started long before (or a stamp at the ends of the calendar) must not stretch the window
+    # without bound: the dashboard shows at most a day before the decision.
+    start = max(min([decided, *starts]), shifted(decided, -timedelta(days=1)))
+    return _epoch_ms(shifted(start, -before)), _epoch_ms(shifted(decided, timedelta(minutes=15)))
 
 
 def dashboard_link(incident: Incident, links: Links) -> str | None:
@@ -246,9 +258,19 @@ def followup_text(kind: str, data: Mapping[str, Any]) -> str:
         return f"Resolved: {data.get('alertname') or 'alert'} ({data.get('fingerprint', '')}) is no longer firing."
     if kind == "rollback":
         status = str(data.get("status", ""))
+        attempt = int(data.get("attempt") or 0)
+        run = f" (retry {attempt})" if attempt else ""
+        if status == "failed" and data.get("retrying"):
+            return f"Rollback{run} failed: the canary is still live; retrying while its alerts fire."
         if status == "failed":
-            return "Rollback failed: manual action required."
-        return f"Rollback finished: {status}."
+            return f"Rollback{run} failed: manual action required."
+        return f"Rollback{run} finished: {status}."
+    if kind == "retry":
+        return f"Retrying the failed rollback (retry {data.get('attempt') or '?'}): {data.get('reason') or ''}".strip()
+    if kind == "retry_stopped":
+        return "No longer retrying: its alerts resolved. Check the canary by hand (the rollback never completed)."
+    if kind == "held" and data.get("incident"):
+        return f"Retry held: {data.get('reason') or 'a human must decide'}."
     if kind == "restored":
         who = data.get("actor") or data.get("by") or "an admin"
         detail = data.get("message") or data.get("status") or ""
@@ -402,7 +424,7 @@ def report_markdown(incident: Incident, links: Links, followups: Sequence[Mappin
 def _icon(incident: Incident) -> str:
     if incident.kind == "rollback":
         return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔"}.get(incident.status, "🔴")
-    return {"held": "✋", "paused_hold": "⏸", "refused": "⛔", "notify": "🔔"}.get(incident.kind, "🔔")
+    return {"held": "✋", "paused_hold": "⏸", "refused": "⛔", "notify": "🔔", "error": "🚨"}.get(incident.kind, "🔔")
 
 
 def _alert_line(alert: Mapping[str, Any]) -> str:
@@ -542,5 +564,28 @@ def _app_of(deployment: str | None) -> str:
     return deployment.removesuffix("-canary")
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _parse(text: str) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else None
+
+
+def _epoch_ms(moment: datetime) -> int:
+    try:
+        return int(moment.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        return 0
+
+
+def fallback_message(incident_id: str, kind: str, target: str | None, error: str, links: Links) -> SlackMessage:
+    """What is sent when the full message cannot be built (a bug, or data no renderer expected): short, but never
+    silent, and it says where to look."""
+    line = (
+        f"canary-responder: {kind} for {target or 'an alert'} (incident {incident_id}). The full message could not be"
+        f" built ({error}); see the audit record."
+    )
+    context = f"<{_esc_url(audit_link(incident_id, links))}|Audit record> · incident `{_esc(incident_id)}`"
+    blocks = [_section(_esc(line)), {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}]
+    return SlackMessage(text=line, blocks=blocks)

@@ -295,6 +295,11 @@ UNAVAILABLE = _error(
     headers=_RETRY_AFTER,
 )
 MALFORMED = _error("The body is not valid JSON (`malformed_json`).")
+TOO_SLOW = _error("The body did not arrive within `listen.body_timeout` (`body_timeout`); the connection is closed.")
+INTERNAL = _error(
+    "An unexpected error (`internal`; the message carries no detail): logged with its traceback and counted in "
+    "`canary_responder_http_internal_errors_total{route}`."
+)
 INVALID_BODY = _error("The body does not match its schema (`schema`, with `errors: [{path, message}]`).")
 
 
@@ -312,12 +317,11 @@ def _operation(
     if description:
         operation["description"] = description
     operation.update(extra)
-    if "requestBody" in extra:  # aiohttp enforces the body limit on every route that reads a body
-        responses = {"413": _error("The body exceeds `listen.body_limit_bytes`."), **responses}
+    if "requestBody" in extra:  # every route that reads a body: the size limit and the body timeout
+        responses = {"408": TOO_SLOW, "413": _error("The body exceeds `listen.body_limit_bytes`."), **responses}
     if security:
         responses = {"401": UNAUTHORIZED, "403": FORBIDDEN, **responses}
-        if security == WEBHOOK_AUTH:
-            del responses["403"]  # the webhook has one role: anything else is unknown credentials
+    responses = {"500": INTERNAL, **responses}  # any route (web.internal_errors)
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 
@@ -351,11 +355,14 @@ def _webhook_paths() -> Schema:
         tag="webhook",
         security=WEBHOOK_AUTH,
         description="Answers 200 once the notification and its events are durable; never calls Kubernetes. "
-        "Alertmanager retries 5xx but never 4xx.",
+        "Alertmanager retries 5xx but never 4xx. `startsAt` and `endsAt` must lie between 1970-01-01T00:00:00Z and "
+        "2262-04-11T23:47:16Z (what an int64 of nanoseconds holds; `endsAt` may also be 0001-01-01T00:00:00Z, "
+        "still firing) and `truncatedAlerts` between 0 and 2^63-1, else 422 naming the field.",
         requestBody=_body(_ref("WebhookNotification")),
         responses={
             "200": _json(_ref("Accepted"), "Stored durably; decisions follow asynchronously."),
             "400": MALFORMED,
+            "403": _error("The admin or read token: known credentials, but not the webhook's (`forbidden`)."),
             "413": _error("The body exceeds `listen.body_limit_bytes` (`too_large`, with `limit`)."),
             "415": _error("Content-Type is not application/json (`unsupported_media_type`)."),
             "422": INVALID_BODY,
@@ -538,9 +545,25 @@ def _audit_paths() -> Schema:
         operation_id="auditVerify",
         tag="audit",
         security=READ_AUTH,
+        parameters=[
+            _query(
+                "expect_head",
+                {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                "a head seen earlier (status, metrics, logs): 409 if it is no longer in the chain (truncated tail)",
+            ),
+            _query(
+                "expect_length",
+                {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                "409 if the chain has fewer entries (with expect_head: if entry expect_length is not that head)",
+            ),
+        ],
         responses={
-            "200": _json(_ref("VerifyReport"), "The chain is intact."),
-            "409": _json(_ref("VerifyReport"), "Entries were modified, deleted or reordered (`problems`)."),
+            "200": _json(_ref("VerifyReport"), "The chain is intact (and holds the expected head)."),
+            "400": _error("Invalid or unknown query parameters (`invalid_query`, with `errors`)."),
+            "409": _json(
+                _ref("VerifyReport"),
+                "Entries were modified, deleted or reordered, or the expected head is gone (`problems`).",
+            ),
             "503": UNAVAILABLE,
         },
     )

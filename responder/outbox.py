@@ -35,13 +35,20 @@ from responder.adapters.slack import SlackError, SlackSender
 from responder.config import Secrets, Settings
 from responder.engine import Notice
 from responder.metrics import Metrics
-from responder.notify import Incident, Links, MetricsSnapshot, followup_message, incident_message
+from responder.notify import (
+    Incident,
+    Links,
+    MetricsSnapshot,
+    fallback_message,
+    followup_message,
+    incident_message,
+)
 from responder.relay import DueWorker
 from responder.store import OutboxRow, RollbackRecord, Store, iso
 
 log = logging.getLogger("responder.outbox")
 
-PRIMARY_KINDS = frozenset({"rollback", "held", "refused", "notify", "paused_hold"})
+PRIMARY_KINDS = frozenset({"rollback", "held", "refused", "notify", "paused_hold", "error"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +138,7 @@ class IncidentReader:
             dry_run=record.dry_run,
             steps=record.steps,
             alerts=events or cites,
+            retrying=record.retrying,
         )
 
     async def _from_notice(self, row: OutboxRow) -> Incident:
@@ -254,7 +262,11 @@ class Outbox(DueWorker):
             raise _NotYet(f"incident {row.incident} not found")
         if incident.metrics is None:
             incident = replace(incident, metrics=await self.reader.metrics_for(incident))
-        message = incident_message(incident, self.links)
+        try:
+            message = incident_message(incident, self.links)
+        except Exception as exc:  # never drop the message over a rendering bug: send the short form, loudly
+            log.exception("outbox row %d: the message could not be built; sending the short form", row.id)
+            message = fallback_message(row.incident, row.kind, row.target, type(exc).__name__, self.links)
         posted = await self.sender.post(text=message.text, blocks=message.blocks)
         metrics = incident.metrics.as_dict() if incident.metrics else None
         await self._delivered(
@@ -273,7 +285,11 @@ class Outbox(DueWorker):
         if first is None and row.attempts < 3:
             raise _NotYet("the incident's first message is not recorded yet")
         thread = note.get("ts") if self.sender.threads else None
-        message = followup_message(row.incident, row.kind, row.data, self.links, threaded=thread is not None)
+        try:
+            message = followup_message(row.incident, row.kind, row.data, self.links, threaded=thread is not None)
+        except Exception as exc:
+            log.exception("outbox row %d: the follow-up could not be built; sending the short form", row.id)
+            message = fallback_message(row.incident, row.kind, row.target, type(exc).__name__, self.links)
         await self.sender.post(text=message.text, blocks=message.blocks, thread_ts=thread)
         await self._delivered(row, None)
 

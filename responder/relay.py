@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from responder.health import Health
 from responder.store import StoreUnavailable
 
 log = logging.getLogger("responder.relay")
@@ -28,6 +29,7 @@ class DueWorker(abc.ABC):
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self.health: Health | None = None  # set by the application: crashes of a round are reported there
 
     @abc.abstractmethod
     async def deliver_due(self) -> int:
@@ -76,6 +78,10 @@ class DueWorker(abc.ABC):
                 await self.after_round()
             except StoreUnavailable as exc:
                 log.error("%s: database unavailable (%s); retrying", self.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            except Exception as exc:  # a bug in a round: loud and counted; the worker goes on after a pause
+                (self.health or Health()).crashed(self.name, exc)
                 await asyncio.sleep(1.0)
                 continue
             if sent:

@@ -73,21 +73,89 @@ CREATE TABLE IF NOT EXISTS outbox_alerts (fingerprint TEXT PRIMARY KEY, incident
 CREATE TABLE IF NOT EXISTS incident_notes (
     incident TEXT PRIMARY KEY, channel TEXT, ts TEXT, metrics TEXT
 );
+CREATE TABLE IF NOT EXISTS core_log (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+    recorded INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS core_log_at ON core_log (at);
 """
+SCHEMA_VERSION = 2  # PRAGMA user_version; see _migrate
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added after a database may have been created (CREATE TABLE IF NOT EXISTS does not add them)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    if "forced" not in columns:
-        conn.execute("ALTER TABLE events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
-    rollback_columns = {row[1] for row in conn.execute("PRAGMA table_info(rollbacks)")}
-    if "spec" not in rollback_columns:  # the target's cluster and HTTPRoute (multi-cluster, Gateway API)
-        conn.execute("ALTER TABLE rollbacks ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'")
+    """Bring an older database up to SCHEMA_VERSION, one numbered step at a time, in one transaction.
+
+    1: columns added after the first release (CREATE TABLE IF NOT EXISTS does not add them);
+    2: the core input log (``core_log``), back-filled from the decided events and the pause history so that a
+       database written by an older version rebuilds the same decision state it had."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version < 1:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            if "forced" not in columns:
+                conn.execute("ALTER TABLE events ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
+            rollback_columns = {row[1] for row in conn.execute("PRAGMA table_info(rollbacks)")}
+            if "spec" not in rollback_columns:  # the target's cluster and HTTPRoute (multi-cluster, Gateway API)
+                conn.execute("ALTER TABLE rollbacks ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'")
+        if version < 2:
+            _backfill_core_log(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _backfill_core_log(conn: sqlite3.Connection) -> None:
+    """Older versions rebuilt their state from the events' decided_at and the pause/resume audit entries: write
+    those, in the same order, as core inputs (one batch per decided_at, a pause input per flip)."""
+    if conn.execute("SELECT 1 FROM core_log LIMIT 1").fetchone():
+        return
+    inputs: list[tuple[str, int, str, dict[str, Any]]] = []
+    batches: dict[str, list[int]] = {}
+    for event_id, decided_at in conn.execute(
+        "SELECT id, decided_at FROM events WHERE decided_at IS NOT NULL ORDER BY decided_at, id"
+    ):
+        batches.setdefault(str(decided_at), []).append(int(event_id))
+    inputs += [(at, 1, "batch", {"events": ids}) for at, ids in batches.items()]
+    for (data,) in conn.execute("SELECT data FROM audit WHERE kind IN ('pause', 'resume') ORDER BY seq"):
+        try:
+            state = orjson.loads(data)
+            inputs.append((iso(parse_iso(str(state["at"]))), 0, "pause", {"why": _pause_reason(state)}))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a damaged entry (audit verify reports it); the pause state itself comes from kv at start
+    inputs.sort(key=lambda item: (item[0], item[1]))  # a pause at the same instant applied before the batch
+    conn.executemany(
+        "INSERT INTO core_log (at, kind, data) VALUES (?,?,?)",
+        [(at, kind, canonical(data).decode()) for at, _, kind, data in inputs],
+    )
 
 
 class StoreUnavailable(Exception):
     """The database cannot be written (disk full, read-only, locked): callers answer 503 and retry later."""
+
+
+class WriteRejected(Exception):
+    """One write function failed on its own data (a value SQLite cannot store, a bug in the function): that
+    write alone is rolled back and fails with this error; the rest of its group commit is unaffected."""
+
+
+# Failures of the database itself (the whole transaction is lost); any other exception raised by a write function
+# is that write's own problem. OverflowError, ValueError, TypeError, IntegrityError ... belong to the second kind.
+_STORAGE_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError, MemoryError)
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
+
+
+class _PoisonWrite(Exception):
+    """Internal: a write raised on its own data; the batch is run again with each write isolated."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    message: str
 
 
 def canonical(value: Any) -> bytes:
@@ -152,6 +220,49 @@ class _Chain:
 
 
 @dataclass(frozen=True, slots=True)
+class CoreInput:
+    """One recorded input of the decision core, in the order the core saw it (``seq``).
+
+    kinds: ``batch`` (a tick at ``at``, then ``data["events"]`` in order), ``pause`` (``data["why"]``, None to
+    resume), ``live`` (a restored target, ``data["target"]``), ``result`` (a rollback's final status:
+    ``data["incident"]``, ``data["target"]``, ``data["status"]``, ``data["changed"]``)."""
+
+    seq: int
+    at: datetime
+    kind: str
+    data: dict[str, Any]
+    recorded: bool = True  # batch: False while only its acting decisions are on disk (the rest follows)
+
+
+@dataclass(slots=True)
+class WriteHealth:
+    """What the last writes said about the database. A tiny probe write may succeed on a full disk while a
+    notification does not fit, so /readyz also fails while the latest notification could not be stored."""
+
+    last_ok: float = 0.0
+    last_failure: float = 0.0
+    failure: str = ""
+    ingest_last_ok: float = 0.0
+    ingest_last_failure: float = 0.0
+    ingest_failure: str = ""
+    ingest_failed_size: int = 0  # about how much the failed notification needed
+
+    def ingest_ok(self) -> None:
+        self.ingest_last_ok = time.monotonic()
+
+    def ingest_failed(self, why: str, *, size: int) -> None:
+        self.ingest_last_failure, self.ingest_failure, self.ingest_failed_size = time.monotonic(), why, size
+
+    def problem(self) -> str | None:
+        """Why the inbox cannot be trusted to take notifications now, or None."""
+        if self.ingest_last_failure > self.ingest_last_ok:
+            return f"the last notification could not be stored: {self.ingest_failure}"
+        if self.last_failure > self.last_ok:
+            return f"the last write failed: {self.failure}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class RollbackRecord:
     incident: str
     target: str
@@ -167,6 +278,8 @@ class RollbackRecord:
     cluster: str = ""  # multi-cluster: the cluster the target lives in ("" with one cluster)
     httproute: str | None = None
     canary_backend: str | None = None
+    retrying: bool = False  # failed, and retried while its alerts fire
+    attempts: int = 0  # retries started after the first run
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +322,8 @@ class Store:
         self._normal: collections.deque[tuple[Write, asyncio.Future[Any]]] = collections.deque()
         self._ready = asyncio.Event()
         self._batcher: asyncio.Task[None] | None = None
+        self.health = WriteHealth()
+        self.on_crash: Callable[[str, BaseException], None] | None = None  # the supervisor's hook (logs, counts)
 
     # -- lifecycle --
 
@@ -266,36 +381,94 @@ class Store:
         return batch
 
     async def _batch_loop(self) -> None:
+        """The one writer. Whatever happens to one batch, its callers get an answer and the loop goes on: a
+        storage failure fails the batch (StoreUnavailable), a write with bad data fails alone (WriteRejected),
+        and anything unexpected is reported to the supervisor hook and fails the batch, never the loop."""
         while True:
             await self._ready.wait()
             batch = self._next_batch()
             try:
-                results, entries = await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, batch)
+                outcomes, entries = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._commit, batch
+                )
             except StoreUnavailable as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(StoreUnavailable(str(exc)))
+                self._settle_failed(batch, StoreUnavailable(str(exc)), str(exc))
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            except Exception as exc:  # a bug in the store itself: loud, and the callers are not left hanging
+                if self.on_crash is not None:
+                    self.on_crash("store-writer", exc)
+                self._settle_failed(batch, StoreUnavailable(f"internal store error: {type(exc).__name__}"), str(exc))
+                continue
+            self.health.last_ok = time.monotonic()
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, _Rejected):
+                    future.set_exception(WriteRejected(outcome.message))
+                else:
+                    future.set_result(outcome)
             self._emit(entries)
 
+    def _settle_failed(self, batch: Sequence[tuple[Write, asyncio.Future[Any]]], exc: Exception, why: str) -> None:
+        self.health.last_failure, self.health.failure = time.monotonic(), why
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+
     def _commit(self, batch: Sequence[tuple[Write, asyncio.Future[Any]]]) -> tuple[list[Any], list[AuditEntry]]:
+        """Run the batch in one transaction. If a write raises on its own data, the transaction is rolled back
+        and the batch runs again with each write in a savepoint, so only the bad write is lost (and reported)."""
+        try:
+            return self._transaction(batch, isolate=False)
+        except _PoisonWrite:
+            return self._transaction(batch, isolate=True)
+
+    def _transaction(
+        self, batch: Sequence[tuple[Write, asyncio.Future[Any]]], *, isolate: bool
+    ) -> tuple[list[Any], list[AuditEntry]]:
         conn = self._require()
         saved = (self._chain.seq, self._chain.hash)
         self._chain.written = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [fn(conn) for fn, _ in batch]
+            results = [self._run_isolated(conn, fn) if isolate else self._run_plain(fn, conn) for fn, _ in batch]
             conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
+        except BaseException as exc:
             self._chain.seq, self._chain.hash = saved
             self._chain.written = []
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"database write failed: {exc}") from exc
+            if isinstance(exc, _STORAGE_ERRORS) and not isinstance(exc, _DATA_ERRORS):
+                raise StoreUnavailable(f"database write failed: {exc}") from exc
+            raise
         return results, self._chain.written
+
+    @staticmethod
+    def _run_plain(fn: Write, conn: sqlite3.Connection) -> Any:
+        try:
+            return fn(conn)
+        except _STORAGE_ERRORS as exc:
+            if isinstance(exc, _DATA_ERRORS):
+                raise _PoisonWrite from exc
+            raise
+        except Exception as exc:
+            raise _PoisonWrite from exc
+
+    def _run_isolated(self, conn: sqlite3.Connection, fn: Write) -> Any:
+        head = (self._chain.seq, self._chain.hash, len(self._chain.written))
+        conn.execute("SAVEPOINT one_write")
+        try:
+            result = fn(conn)
+        except Exception as exc:
+            if isinstance(exc, _STORAGE_ERRORS) and not isinstance(exc, _DATA_ERRORS):
+                raise
+            conn.execute("ROLLBACK TO one_write")
+            conn.execute("RELEASE one_write")
+            self._chain.seq, self._chain.hash = head[0], head[1]
+            del self._chain.written[head[2] :]
+            return _Rejected(f"{type(exc).__name__}: {exc}"[:500])
+        conn.execute("RELEASE one_write")
+        return result
 
     def _emit(self, entries: list[AuditEntry]) -> None:
         if self._sink is not None and entries:
@@ -359,9 +532,14 @@ class Store:
         source: str = "alertmanager",
     ) -> list[AlertEvent]:
         """Store one notification and its events durably; return the events with their ids."""
-        stored: list[AlertEvent] = await self.write(
-            lambda conn: self._ingest(conn, raw, events, meta, received_at, truncated, source)
-        )
+        try:
+            stored: list[AlertEvent] = await self.write(
+                lambda conn: self._ingest(conn, raw, events, meta, received_at, truncated, source)
+            )
+        except (StoreUnavailable, WriteRejected) as exc:
+            self.health.ingest_failed(str(exc), size=len(raw) * 3 + 4096)  # raw body, parsed events, audit copy
+            raise
+        self.health.ingest_ok()
         return stored
 
     def _ingest(
@@ -442,6 +620,57 @@ class Store:
     def mark_decided(conn: sqlite3.Connection, event_ids: Sequence[int], decided_at: datetime) -> None:
         conn.executemany("UPDATE events SET decided_at=? WHERE id=?", [(iso(decided_at), i) for i in event_ids])
 
+    async def events_by_ids(self, event_ids: Sequence[int]) -> dict[int, AlertEvent]:
+        def read() -> dict[int, AlertEvent]:
+            found: dict[int, AlertEvent] = {}
+            for start in range(0, len(event_ids), 500):
+                chunk = tuple(event_ids[start : start + 500])
+                where = f"id IN ({','.join('?' * len(chunk))})"
+                found.update((event.event_id, event) for event, _ in self._select_events(where, chunk, "id"))
+            return found
+
+        return await self._run(read)
+
+    # -- the decision core's inputs, in the order it saw them (rebuilt on start) --
+
+    @staticmethod
+    def append_core_input(conn: sqlite3.Connection, item: CoreInput) -> None:
+        conn.execute(
+            "INSERT INTO core_log (seq, at, kind, data, recorded) VALUES (?,?,?,?,?)",
+            (item.seq, iso(item.at), item.kind, canonical(item.data).decode(), int(item.recorded)),
+        )
+
+    @staticmethod
+    def mark_input_recorded(conn: sqlite3.Connection, seq: int) -> None:
+        conn.execute("UPDATE core_log SET recorded=1 WHERE seq=?", (seq,))
+
+    async def core_inputs(self, since: datetime) -> list[CoreInput]:
+        def read() -> list[CoreInput]:
+            sql = "SELECT seq, at, kind, data, recorded FROM core_log WHERE at >= ? ORDER BY seq"
+            return [
+                CoreInput(int(r[0]), parse_iso(str(r[1])), str(r[2]), orjson.loads(r[3]), bool(r[4]))
+                for r in self._require().execute(sql, (iso(since),))
+            ]
+
+        return await self._run(read)
+
+    async def oldest_retrying(self) -> datetime | None:
+        """When the oldest rollback still retried (failed, its alerts firing) was decided, if there is one."""
+
+        def read() -> str | None:
+            sql = "SELECT min(created_at) FROM rollbacks WHERE json_extract(spec, '$.retrying')"
+            row = self._require().execute(sql).fetchone()
+            return str(row[0]) if row and row[0] else None
+
+        found = await self._run(read)
+        return parse_iso(found) if found else None
+
+    async def last_core_seq(self) -> int:
+        def read() -> int:
+            return int(self._require().execute("SELECT coalesce(max(seq), 0) FROM core_log").fetchone()[0])
+
+        return await self._run(read)
+
     @staticmethod
     def insert_rollback(conn: sqlite3.Connection, record: RollbackRecord) -> None:
         conn.execute(
@@ -471,18 +700,22 @@ class Store:
         status: str | None = None,
         step: tuple[str, dict[str, Any]] | None = None,
         cite: Any = None,
+        spec: dict[str, Any] | None = None,
     ) -> None:
-        row = conn.execute("SELECT steps, cites FROM rollbacks WHERE incident=?", (incident,)).fetchone()
+        """Change one rollback row: its status, one step's record, one more cited alert, spec fields (merged)."""
+        row = conn.execute("SELECT steps, cites, spec FROM rollbacks WHERE incident=?", (incident,)).fetchone()
         if row is None:
             return
-        steps, cites = orjson.loads(row[0]), orjson.loads(row[1])
+        steps, cites, stored = orjson.loads(row[0]), orjson.loads(row[1]), orjson.loads(row[2] or "{}")
         if step is not None:
             steps[step[0]] = step[1]
         if cite is not None:
             cites.append(cite)
+        if spec is not None:
+            stored.update(spec)
         conn.execute(
-            "UPDATE rollbacks SET steps=?, cites=?, status=COALESCE(?, status) WHERE incident=?",
-            (canonical(steps).decode(), canonical(cites).decode(), status, incident),
+            "UPDATE rollbacks SET steps=?, cites=?, spec=?, status=COALESCE(?, status) WHERE incident=?",
+            (canonical(steps).decode(), canonical(cites).decode(), canonical(stored).decode(), status, incident),
         )
 
     async def rollbacks(self, *, status: str | None = None, incident: str | None = None) -> list[RollbackRecord]:
@@ -517,6 +750,21 @@ class Store:
 
         return await self._run(read)
 
+    async def rollbacks_since_restore(self, target: str) -> list[RollbackRecord]:
+        """The target's rollbacks since its last restore, newest first (what a restore undoes, together)."""
+
+        def read() -> list[RollbackRecord]:
+            sql = "SELECT * FROM rollbacks WHERE target=? ORDER BY created_at DESC, rowid DESC"
+            found: list[RollbackRecord] = []
+            for row in self._require().execute(sql, (target,)):
+                record = _row_rollback(row)
+                if record.status == "restored":
+                    break
+                found.append(record)
+            return found
+
+        return await self._run(read)
+
     async def latest_rollback(self, target: str) -> RollbackRecord | None:
         def read() -> RollbackRecord | None:
             sql = "SELECT * FROM rollbacks WHERE target=? ORDER BY created_at DESC, rowid DESC LIMIT 1"
@@ -533,10 +781,18 @@ class Store:
         return await self._run(read)
 
     async def probe(self) -> None:
-        """A real write through the batcher: fails with StoreUnavailable when the disk or file is not writable."""
+        """Real writes through the batcher: fail with StoreUnavailable when the disk or file is not writable.
+
+        The probe is as large as the last notification that could not be stored (at least 4 KiB), committed, then
+        removed: a tiny write may still fit on a full disk. Its success clears that failure, so a replica that
+        cannot receive notifications while not ready still becomes ready again once space is back."""
+        size = max(4096, self.health.ingest_failed_size if self.health.ingest_last_failure else 0)
+        blob = b"\0" * size
         await self.write(
-            lambda conn: conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('probe', ?)", (str(time.time()),))
+            lambda conn: conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('probe', ?)", (blob,))
         )
+        await self.write(lambda conn: conn.execute("DELETE FROM kv WHERE key='probe'"))
+        self.health.ingest_ok()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn(conn)`` on the store's thread (sees everything committed so far)."""
@@ -684,8 +940,10 @@ class Store:
             )
         )
 
-    async def verify(self) -> VerifyReport:
-        return await self._run(lambda: verify_chain(self._require(), self._key))
+    async def verify(self, *, expect_length: int | None = None, expect_head: str | None = None) -> VerifyReport:
+        return await self._run(
+            lambda: verify_chain(self._require(), self._key, expect_length=expect_length, expect_head=expect_head)
+        )
 
 
 def read_audit(
@@ -711,20 +969,88 @@ def read_audit(
         yield AuditEntry(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), row[6], row[7])
 
 
-def verify_chain(conn: sqlite3.Connection, key: bytes | None) -> VerifyReport:
-    """Recompute the chain: any edited, deleted, inserted or reordered entry, or edited raw notification, fails."""
+_MAX_PROBLEMS = 20  # a wrong key or a rewritten chain flags every entry; the first ones tell the story
+
+
+def verify_chain(
+    conn: sqlite3.Connection, key: bytes | None, *, expect_length: int | None = None, expect_head: str | None = None
+) -> VerifyReport:
+    """Recompute the chain: any edited, deleted, inserted or reordered entry, or edited raw notification, fails.
+
+    Deleting the last entries leaves a shorter chain that is still valid; only a head kept elsewhere (status,
+    metrics, the stdout copy) reveals it, so ``expect_length`` and ``expect_head`` are checked too when given.
+    """
     problems: list[str] = []
-    prev, expected_seq = GENESIS, 1
+    more, prev, length = 0, GENESIS, 0
     raw_hashes = dict(conn.execute("SELECT id, sha256 FROM notifications"))
     for row in conn.execute("SELECT seq, ts, kind, target, actor, data, prev, hash FROM audit ORDER BY seq"):
-        entry = AuditEntry(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), row[6], row[7])
-        problems.extend(_check_entry(entry, expected_seq, prev, key))
-        if entry.kind == "receipt":
-            problems.extend(_check_receipt(conn, entry, raw_hashes))
-        prev, expected_seq = entry.hash, entry.seq + 1
-        if len(problems) > 20:
-            break
-    return VerifyReport(ok=not problems, length=expected_seq - 1, head=prev, problems=problems)
+        found = _check_row(conn, row, expected_seq=length + 1, prev=prev, key=key, raw_hashes=raw_hashes)
+        room = max(0, _MAX_PROBLEMS - len(problems))
+        problems, more = problems + found[:room], more + len(found[room:])
+        prev, length = str(row[7]), int(row[0])  # walk on to the end: length and head are the real ones
+    if more:
+        problems.append(f"... and {more} more problems")
+    problems.extend(check_expected_head(conn, length=expect_length, head=expect_head))
+    return VerifyReport(ok=not problems, length=length, head=prev, problems=problems)
+
+
+def _check_row(
+    conn: sqlite3.Connection,
+    row: Sequence[Any],
+    *,
+    expected_seq: int,
+    prev: str,
+    key: bytes | None,
+    raw_hashes: dict[int, str],
+) -> list[str]:
+    entry = _row_entry(row)
+    if entry is None:
+        return [f"entry {row[0]}: not a well-formed entry (modified)"]
+    problems = _check_entry(entry, expected_seq, prev, key)
+    if entry.kind == "receipt":
+        problems.extend(_check_receipt(conn, entry, raw_hashes))
+    return problems
+
+
+def _row_entry(row: Sequence[Any]) -> AuditEntry | None:
+    """None for a row no writer produces (a column of another type, data that is not a JSON object): an edited
+    file must give a report, not a crash of verify."""
+    if not all(isinstance(row[i], str) for i in (1, 2, 4, 6, 7)) or not isinstance(row[3], str | None):
+        return None
+    try:
+        data = orjson.loads(row[5])
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return AuditEntry(row[0], row[1], row[2], row[3], row[4], data, row[6], row[7])
+
+
+def check_expected_head(conn: sqlite3.Connection, *, length: int | None, head: str | None) -> list[str]:
+    """A head seen earlier must still be in the chain: entry ``length`` exists and, with ``head``, has that hash
+    (without ``length``, some entry has it). Key-independent: the stored hashes are checked by :func:`verify_chain`.
+    """
+    if length is None:
+        return [] if head is None else _check_head_anywhere(conn, head.lower())
+    actual = GENESIS if length == 0 else _hash_at(conn, length)
+    if actual is None:
+        last = conn.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
+        return [f"entry {length}: missing, the chain ends at entry {last} (the tail was truncated)"]
+    if head is not None and actual != head.lower():
+        return [f"entry {length}: hash {actual} is not the expected head {head.lower()} (truncated and rewritten)"]
+    return []
+
+
+def _hash_at(conn: sqlite3.Connection, seq: int) -> str | None:
+    row = conn.execute("SELECT hash FROM audit WHERE seq=?", (seq,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _check_head_anywhere(conn: sqlite3.Connection, head: str) -> list[str]:
+    if head == GENESIS or conn.execute("SELECT 1 FROM audit WHERE hash=? LIMIT 1", (head,)).fetchone():
+        return []
+    last = conn.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
+    return [f"expected head {head}: not in the chain (ends at entry {last}; the tail was truncated or rewritten)"]
 
 
 def _check_entry(entry: AuditEntry, expected_seq: int, prev: str, key: bytes | None) -> list[str]:
@@ -742,8 +1068,8 @@ def _check_receipt(conn: sqlite3.Connection, entry: AuditEntry, raw_hashes: dict
     nid = entry.data.get("notification_id")
     if not isinstance(nid, int) or nid not in raw_hashes:
         return [f"entry {entry.seq}: notification {nid} is missing"]
-    row = conn.execute("SELECT raw FROM notifications WHERE id=?", (nid,)).fetchone()
-    actual = hashlib.sha256(bytes(row[0])).hexdigest()
+    raw = conn.execute("SELECT raw FROM notifications WHERE id=?", (nid,)).fetchone()[0]
+    actual = hashlib.sha256(raw if isinstance(raw, bytes) else str(raw).encode()).hexdigest()  # TEXT if edited
     if actual != entry.data.get("sha256") or actual != raw_hashes[nid]:
         return [f"entry {entry.seq}: raw notification {nid} was modified"]
     return []
@@ -813,7 +1139,13 @@ def _pause_reason(state: dict[str, Any]) -> str | None:
 
 
 def _rollback_spec(record: RollbackRecord) -> dict[str, Any]:
-    spec = {"cluster": record.cluster, "httproute": record.httproute, "canary_backend": record.canary_backend}
+    spec = {
+        "cluster": record.cluster,
+        "httproute": record.httproute,
+        "canary_backend": record.canary_backend,
+        "retrying": record.retrying,
+        "attempts": record.attempts,
+    }
     return {key: value for key, value in spec.items() if value}
 
 
@@ -834,4 +1166,6 @@ def _row_rollback(row: Sequence[Any]) -> RollbackRecord:
         cluster=str(spec.get("cluster") or ""),
         httproute=spec.get("httproute"),
         canary_backend=spec.get("canary_backend"),
+        retrying=bool(spec.get("retrying")),
+        attempts=int(spec.get("attempts") or 0),
     )

@@ -18,6 +18,8 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from responder.health import Health
+
 log = logging.getLogger("responder.leader")
 
 
@@ -41,6 +43,7 @@ class LeaderElector:
         *,
         on_start: Callable[[], Awaitable[None]],
         on_stop: Callable[[], Awaitable[None]],
+        health: Health | None = None,
     ) -> None:
         self._api = api_client
         self._lease = lease
@@ -48,6 +51,7 @@ class LeaderElector:
         self._on_stop = on_stop
         self.is_leader = False
         self._task: asyncio.Task[None] | None = None
+        self._health = health
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name="leader-election")
@@ -75,16 +79,19 @@ class LeaderElector:
                 await leaderelection.LeaderElection(config).run()  # returns when leadership is lost
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the API server may be unreachable for a while: keep campaigning
-                log.exception("leader election failed; retrying")
+            except Exception as exc:  # the API server may be unreachable for a while: keep campaigning
+                if self._health is not None:
+                    self._health.crashed("leader-election", exc)
+                else:
+                    log.exception("leader election failed; retrying")
             await asyncio.sleep(lease.retry_period_s)
 
     async def _started(self) -> None:
         log.warning(
             "%s is now the leader of lease %s/%s", self._lease.identity, self._lease.namespace, self._lease.name
         )
+        await self._on_start()  # webhooks are taken only once the engine has loaded its state
         self.is_leader = True
-        await self._on_start()
 
     async def _stopped(self) -> None:
         if not self.is_leader:

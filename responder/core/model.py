@@ -40,8 +40,10 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # same (fingerprint, status, startsAt) already seen
     STALE = "stale"  # firing event older than a resolution already seen
     SUPPRESSED = "suppressed"  # target already rolled back and in cooldown
-    HELD = "held"  # global rollback cap reached: a human must decide
+    HELD = "held"  # global rollback cap reached, or paused: a human must decide
     REFUSED = "refused"  # no configured target, or namespace not allowed
+    RETRY = "retry"  # a failed rollback of the target is tried again (a new alert, or its retry timer)
+    ERROR = "error"  # the event could not be processed: quarantined, recorded and reported, never retried
 
 
 class Step(enum.StrEnum):
@@ -111,6 +113,32 @@ class TargetRef:
         contains a slash, so the two forms cannot be confused and single-cluster keys stay as they were)."""
         base = f"{self.namespace}/{self.deployment}"
         return f"{self.cluster}/{base}" if self.cluster else base
+
+    def as_dict(self) -> dict[str, str]:
+        """The reference as plain data (stored with core inputs); empty optional parts are left out."""
+        full = {
+            "namespace": self.namespace,
+            "deployment": self.deployment,
+            "ingress": self.ingress,
+            "httproute": self.httproute,
+            "canary_backend": self.canary_backend,
+            "cluster": self.cluster,
+        }
+        return {key: value for key, value in full.items() if value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TargetRef:
+        def optional(name: str) -> str | None:
+            return str(data[name]) if data.get(name) else None
+
+        return cls(
+            namespace=str(data["namespace"]),
+            deployment=str(data["deployment"]),
+            ingress=optional("ingress"),
+            httproute=optional("httproute"),
+            canary_backend=optional("canary_backend"),
+            cluster=str(data.get("cluster") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,17 +15,18 @@ from datetime import timedelta
 
 from responder.core.model import PolicyMode, TargetRef
 
-# RFC 1123 label (namespaces) and subdomain (object names), as the API server validates them.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# RFC 1123 label (namespaces) and subdomain (object names), as the API server validates them. Always
+# ``fullmatch``: with ``match`` and ``$``, Python also accepts a trailing newline ("checkout\n").
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def is_dns_label(value: str) -> bool:
-    return bool(_DNS_LABEL.match(value))
+    return _DNS_LABEL.fullmatch(value) is not None
 
 
 def is_dns_subdomain(value: str) -> bool:
-    return bool(_DNS_SUBDOMAIN.match(value))
+    return _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -282,7 +282,7 @@ def test_secrets_are_files_from_mounted_secrets_never_inline(rendered: Rendered)
 def test_chart_owned_config_keys(render: Callable[..., Rendered]) -> None:
     default, everything, ha = (render(VALUE_FILES[n]) for n in ("default", "all", "ha"))
     cfg = _config_of(everything)
-    assert cfg["listen"] == {"host": "0.0.0.0", "port": 9090, "body_limit_bytes": 2097152}
+    assert cfg["listen"] == {"host": "0.0.0.0", "port": 9090, "body_limit_bytes": 2097152, "body_timeout": "10s"}
     assert cfg["kubernetes"] == {"mode": "in_cluster", "request_timeout": "3s"}
     hmac_file = "/etc/canary-responder/secrets/audit/hmac-key"
     assert cfg["storage"] == {"path": "/data/responder.db", "audit_hmac_key": {"file": hmac_file}}

@@ -183,7 +183,7 @@ async def assert_rolled_back_by(world: World, app: str, alertname: str, *, timeo
     assert acting["alertname"] == alertname and acting["incident"] == intent["incident"]
     assert acting["policy"] == "rollback"
     [result] = world.audit.for_target(target, "rollback.result")
-    assert result == {"incident": intent["incident"], "status": "done"}
+    assert result == {"incident": intent["incident"], "status": "done", "changed": True, "attempt": 0}
     steps = {d["step"]: d["result"] for d in world.audit.for_target(target, "action")}
     assert steps == {"check": "done", "traffic_off": "done", "scale_zero": "done", "event": "done"}
     [record] = [r for r in await world.responder.services.store.rollbacks() if r.target == target]

@@ -8,10 +8,10 @@ recorded status, an audit entry and a notification (never a half-done plan left 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from slack_fake import FakeSlack
 from support import alert, notification, running_responder, wait_for, write_config
@@ -37,13 +37,12 @@ async def test_server_errors_for_a_while_are_retried_then_the_rollback_succeeds(
     tmp_path: Path, cluster: tuple[Emulator, str]
 ) -> None:
     emulator, url = cluster
-    # The API answers 500 to the Ingress PATCH and 503 to the /scale PATCH for 300 ms.
+    # The API answers 500 to the Ingress PATCH (and 503 to the /scale PATCH) until two have failed.
     emulator.add_fault(method="PATCH", path_contains="/ingresses/", status=500, times=None)
     emulator.add_fault(method="PATCH", path_contains="/scale", status=503, times=None)
     async with running_responder(write_config(tmp_path, kube_url=url, retry=PATIENT_RETRY)) as running:
         assert (await running.post_alerts(notification(alert()))).status == 200
-        await wait_for(lambda: any(m.status == 500 for m in emulator.mutations), "the first failed PATCH")
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: sum(m.status == 500 for m in emulator.mutations) >= 2, "two failed PATCHes")
         emulator.clear_faults()
         await settle(running)
         [record] = await running.services.store.rollbacks()
@@ -132,9 +131,11 @@ async def test_forbidden_is_manual_action_required_recorded_and_notified(
     assert "scale_zero" not in record.steps  # a failed traffic step never lets the scale-down run
     assert ok_mutations(emulator, kind="Deployment", subresource="scale") == []
     assert replicas(emulator, "checkout-canary") == 2
-    assert results == [{"incident": record.incident, "status": "failed"}]
-    assert rows == [("rollback", "delivered", '{"status":"failed"}')]
-    assert message.body["text"] == "Rollback FAILED: shop/checkout-canary, manual action required"
+    # Failed means failed: nothing changed, the canary is still live, and it is retried while the alert fires.
+    failed = {"incident": record.incident, "status": "failed", "changed": False, "attempt": 0, "retrying": True}
+    assert results == [failed]
+    assert [(kind, state, orjson.loads(data)) for kind, state, data in rows] == [("rollback", "delivered", failed)]
+    assert message.body["text"] == "Rollback FAILED: shop/checkout-canary, retrying while its alerts fire"
     assert "manual action required" in str(message.body["blocks"])
 
 
@@ -168,7 +169,10 @@ async def test_a_half_done_plan_is_never_left_silent(
     assert (scale["result"], scale["reason"], scale["attempts"]) == ("failed", reason, attempts)
     assert scale["message"].startswith("manual action required: scale_zero failed")
     assert [a["step"] for a in actions] == ["check", "traffic_off", "scale_zero"]  # no event for a failure
-    assert results == [{"incident": record.incident, "status": "failed"}]
+    assert results == [
+        {"incident": record.incident, "status": "failed", "changed": True, "attempt": 0, "retrying": True}
+    ]
     assert canary_annotation(emulator, "checkout-canary") == "false" and replicas(emulator, "checkout-canary") == 2
-    assert "manual action required" in message.body["text"]
+    assert "retrying while its alerts fire" in message.body["text"]
+    assert "manual action required" in str(message.body["blocks"])
     assert "scale_zero" in str(message.body["blocks"]) and "failed" in str(message.body["blocks"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -186,3 +187,35 @@ async def test_unwritable_storage_answers_503_then_recovers_without_losing_anyth
     ]
     assert verify.ok, verify.problems
     assert unavailable == 1
+
+
+async def test_a_nearly_full_disk_is_not_ready_while_notifications_do_not_fit(
+    tmp_path: Path, cluster: tuple[Emulator, str], small_fs: Path
+) -> None:
+    """A few KiB free: a tiny probe write still fits, a real notification does not. /readyz used to say the
+    inbox was ok while every webhook got 503; it must fail until a notification of that size fits again."""
+    _, url = cluster
+    db = small_fs / "responder.db"
+    config = write_config(tmp_path, kube_url=url, storage={"path": str(db)}, listen={"body_limit_bytes": 4 << 20})
+    big = notification(alert(app="checkout", runbook="x" * 8000), *[alert(f"Bulk{i}", app="cart") for i in range(120)])
+    async with running_responder(config) as running:
+        await running.services.store.read(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        filler = small_fs / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        os.truncate(filler, filler.stat().st_size - 48 * 1024)  # room for a tiny write, not for a notification
+        status, body, _ = await post(running, big)
+        assert (status, body["error"]) == (503, "store_unavailable")
+        status, ready = await readyz(running)
+        assert status == 503 and ready["checks"]["inbox"].startswith("failing"), ready
+        filler.unlink()
+        status, ready = await readyz(running)
+        assert status == 200, ready
+        status, body, _ = await post(running, big)
+        assert status == 200, body

@@ -286,10 +286,12 @@ async def test_exhausted_retries_fail_with_the_last_reason(h: Harness) -> None:
     assert "manual action required" in scale.message and len(h.sleeps) == 2
 
 
-async def test_missing_deployment_fails_the_check(h: Harness) -> None:
+async def test_missing_deployment_is_refused_by_the_check(h: Harness) -> None:
+    """Nothing to roll back is a refusal (reported, not retried), not a failure that would be retried for ever."""
     outcomes = await h.rollback(TargetRef(namespace=NS, deployment="ghost", ingress=CANARY))
-    assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)]
+    assert results(outcomes) == [(Step.CHECK, StepResult.REFUSED)]
     assert outcomes[0].reason is FailureReason.NOT_FOUND and h.emu.mutations == []
+    assert "does not exist" in outcomes[0].message
 
 
 async def test_a_slow_api_times_out_and_is_retried(h: Harness) -> None:

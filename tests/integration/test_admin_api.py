@@ -236,3 +236,37 @@ async def test_audit_api_filters_paginates_and_verifies(tmp_path: Path, cluster:
         assert status == 404
         status, body = await call(running, "GET", "/api/v1/audit/verify", headers=reader)
         assert status == 200 and body["ok"] is True and body["length"] == running.services.store.chain_length
+
+
+# -- bounds on the operator API's bodies --
+
+
+@pytest.mark.parametrize("notification_id", [0, -1, 2**63, 2**64 - 1])
+async def test_replay_notification_id_outside_sqlite_integer_is_422(
+    tmp_path: Path, cluster: tuple[Emulator, str], notification_id: int
+) -> None:
+    """2**63 once reached SQLite and came back as a plain-text 500."""
+    async with running_responder(write_config(tmp_path, kube_url=cluster[1])) as running:
+        url = f"{running.url}/api/v1/replay"
+        async with running.session.post(url, json={"notification_id": notification_id}, headers=ADMIN) as response:
+            assert (response.status, response.content_type) == (422, "application/json"), await response.text()
+            body = await response.json()
+        assert body["error"] == "schema" and [e["path"] for e in body["errors"]] == ["notification_id"]
+        status, body = await call(running, "POST", "/api/v1/replay", json={"notification_id": 2**63 - 1})
+        assert (status, body["error"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("cluster_name", ["abc\n", "Abc", "a" * 64, "-abc", "abc-", "a.b", "a_b", " abc"])
+async def test_restore_cluster_must_be_empty_or_a_dns_label(
+    tmp_path: Path, cluster: tuple[Emulator, str], cluster_name: str
+) -> None:
+    async with running_responder(write_config(tmp_path, kube_url=cluster[1])) as running:
+        path = "/api/v1/targets/shop/checkout-canary/restore"
+        status, body = await call(running, "POST", path, json={"cluster": cluster_name})
+        assert (status, body["error"]) == (422, "schema"), body
+        assert [e["path"] for e in body["errors"]] == ["cluster"]
+        status, body = await call(running, "POST", path, json={"cluster": "a" * 63})  # valid, but not configured
+        assert (status, body["error"]) == (400, "unknown_cluster")
+        status, body = await call(running, "POST", path, json={"cluster": ""})
+        assert status == 404 and body["reason"] == "nothing_to_restore"
+    assert cluster[0].mutations == []

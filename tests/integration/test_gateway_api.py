@@ -215,7 +215,7 @@ async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_rout
         httproute="checkout",
         canary_backend="checkout-canary",
     )
-    point = restore_point(record)
+    point = restore_point([record])
     assert point is not None and point.route_before is not None
 
     async def on_step(outcome: StepOutcome) -> None:

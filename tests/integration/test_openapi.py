@@ -71,6 +71,7 @@ def test_security_matches_the_roles() -> None:
                 assert names == set() and "401" not in operation["responses"], path
             elif path == "/api/v1/alerts":
                 assert names == {"webhookBearer", "webhookBasic"}
+                assert {"401", "403"} <= operation["responses"].keys()  # 403: the admin or read token
             elif method == "get":
                 assert names == {"adminBearer", "readBearer"}, path
                 assert {"401", "403"} <= operation["responses"].keys()
@@ -82,8 +83,11 @@ def test_security_matches_the_roles() -> None:
 def test_every_error_response_uses_the_error_schema() -> None:
     for item in document()["paths"].values():
         for operation in item.values():
+            assert "500" in operation["responses"]  # any handler's unexpected exception (web.internal_errors)
+            if "requestBody" in operation:
+                assert "408" in operation["responses"]  # listen.body_timeout
             for code, response in operation["responses"].items():
-                if code in ("401", "403", "400", "413", "415", "422"):
+                if code in ("401", "403", "400", "408", "413", "415", "422", "500"):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}
 

@@ -475,3 +475,80 @@ def test_format_duration_round_trips_through_the_parser(value: timedelta) -> Non
 def test_leader_election_timings_are_checked(election: dict[str, Any], message: str) -> None:
     error = config_error(minimal() | {"leader_election": {"enabled": True, **election}})
     assert error.startswith("leader_election: ") and message in error
+
+
+# -- one secret, one role --
+
+
+def _auth_document(tmp_path: Path, values: dict[str, str]) -> dict[str, Any]:
+    """A configuration whose every credential lives in its own secret file, with the given values."""
+    directory = tmp_path / "role-secrets"
+    directory.mkdir(exist_ok=True)
+    for name, value in values.items():
+        (directory / name).write_text(value + "\n")
+    ref = {name: {"file": str(directory / name)} for name in values}
+    return minimal() | {
+        "auth": {
+            "webhook": {
+                "bearer_tokens": [ref["webhook"], ref["webhook-next"]],
+                "basic": {"username": "alertmanager", "password": ref["basic"]},
+            },
+            "admin_token": ref["admin"],
+            "read_token": ref["read"],
+        }
+    }
+
+
+DISTINCT = {"webhook": "wh-1", "webhook-next": "wh-2", "basic": "basic-3", "admin": "admin-4", "read": "read-5"}
+
+
+@pytest.mark.parametrize(
+    ("same", "fields"),
+    [
+        (("admin", "webhook"), ("auth.admin_token", "auth.webhook.bearer_tokens.0")),
+        (("admin", "webhook-next"), ("auth.admin_token", "auth.webhook.bearer_tokens.1")),
+        (("admin", "basic"), ("auth.admin_token", "auth.webhook.basic.password")),
+        (("read", "admin"), ("auth.read_token", "auth.admin_token")),
+        (("read", "webhook"), ("auth.read_token", "auth.webhook.bearer_tokens.0")),
+        (("read", "webhook-next"), ("auth.read_token", "auth.webhook.bearer_tokens.1")),
+        (("read", "basic"), ("auth.read_token", "auth.webhook.basic.password")),
+    ],
+    ids=[
+        "admin=webhook",
+        "admin=webhook-next",
+        "admin=basic",
+        "read=admin",
+        "read=webhook",
+        "read=webhook-next",
+        "read=basic",
+    ],
+)
+def test_one_secret_for_two_roles_is_refused_naming_both_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], same: tuple[str, str], fields: tuple[str, str]
+) -> None:
+    """A webhook credential sits in Alertmanager's configuration: if it were also the admin (or read) token,
+    whoever reads that configuration could pause, replay and restore."""
+    values = DISTINCT | {same[0]: "shared-secret-value", same[1]: "shared-secret-value"}
+    path = write(tmp_path, _auth_document(tmp_path, values))
+    assert main(["check-config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "configuration error" in captured.err
+    assert all(field in captured.err for field in fields), captured.err
+    assert "shared-secret-value" not in captured.err
+    with pytest.raises(ConfigError):
+        load_settings(path, {})
+    assert main(["check-config", "--skip-secrets", str(path)]) == 0  # it cannot see the values
+
+
+def test_distinct_secrets_for_every_role_load(tmp_path: Path) -> None:
+    settings, secrets = load_settings(write(tmp_path, _auth_document(tmp_path, DISTINCT)), {})
+    assert secrets.admin_token.get_secret_value() == "admin-4"
+    assert secrets.read_token is not None and secrets.read_token.get_secret_value() == "read-5"
+
+
+def test_body_timeout_defaults_to_ten_seconds_and_must_be_positive() -> None:
+    assert parse_settings(minimal()).listen.body_timeout == timedelta(seconds=10)
+    listen = {"listen": {"body_timeout": "500ms"}}
+    assert parse_settings(minimal() | listen).listen.body_timeout == timedelta(milliseconds=500)
+    assert config_error(minimal() | {"listen": {"body_timeout": 0}}).startswith("listen.body_timeout: ")

@@ -534,7 +534,7 @@ class TestDedupeMemory:
         core.on_tick(T0 + ttl - timedelta(microseconds=1))
         assert core.sizes()["seen"] == 2
         core.on_tick(T0 + ttl)
-        assert core.sizes() == {"seen": 1, "resolved": 0, "pending": 0, "rolled_back": 0}
+        assert core.sizes() == {"seen": 1, "resolved": 0, "pending": 0, "rolled_back": 0, "failing": 0}
         core.on_tick(T0 + ttl + timedelta(minutes=1))
         assert core.sizes()["seen"] == 0
 

@@ -13,6 +13,7 @@ from responder.notify import (
     Links,
     MetricsSnapshot,
     TrackMetrics,
+    fallback_message,
     followup_message,
     incident_message,
     report,
@@ -171,3 +172,44 @@ def test_slack_failures_are_classified() -> None:
     assert classify(404, "channel_not_found") is SlackFailure.CHANNEL
     assert classify(503, "") is SlackFailure.SERVER_ERROR
     assert classify(400, "invalid_blocks") is SlackFailure.INVALID
+
+
+class TestCalendarEdges:
+    """A stored alert from year 1 or 9999 used to make the report and the Slack message raise (OverflowError)."""
+
+    def incident(self, starts_at: str) -> Incident:
+        return Incident(
+            id="shop:checkout-canary:20261127T204100.000000Z",
+            kind="rollback",
+            status="done",
+            created_at="2026-11-27T20:41:00Z",
+            target="shop/checkout-canary",
+            namespace="shop",
+            deployment="checkout-canary",
+            alerts=[{**ALERT, "starts_at": starts_at}],
+        )
+
+    def test_the_window_is_bounded_and_never_overflows(self) -> None:
+        for starts_at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "not a time", ""):
+            incident = self.incident(starts_at)
+            start, end = time_range_ms(incident)
+            assert end - start <= (24 * 60 + 45) * 60_000, starts_at
+            message = incident_message(incident, LINKS)
+            assert message.blocks and report(incident, LINKS)["id"] == incident.id
+            assert "# Canary rolled back" in report_markdown(incident, LINKS)
+
+    def test_the_short_form_says_what_and_where_to_look(self) -> None:
+        message = fallback_message("inc-1", "rollback", "shop/checkout-canary", "KeyError", LINKS)
+        assert "shop/checkout-canary" in message.text and "KeyError" in message.text
+        assert "https://responder.example.com/api/v1/incidents/inc-1" in orjson.dumps(message.blocks).decode()
+
+
+def test_followups_for_retries_say_what_happens_next() -> None:
+    failed = followup_message(
+        "i", "rollback", {"status": "failed", "retrying": True, "attempt": 2}, LINKS, threaded=True
+    )
+    assert "retry 2" in failed.text and "retrying while its alerts fire" in failed.text
+    retry = followup_message("i", "retry", {"attempt": 1, "reason": "a new alert"}, LINKS, threaded=True)
+    assert "Retrying the failed rollback (retry 1)" in retry.text
+    stopped = followup_message("i", "retry_stopped", {}, LINKS, threaded=True)
+    assert "No longer retrying" in stopped.text

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from responder.core import webhook
 from responder.core.model import AlertStatus
 from responder.core.webhook import WebhookNotification, to_event
 
@@ -201,3 +202,58 @@ def test_every_accepted_timestamp_converts(field: str) -> None:
         assert [tuple(e["loc"]) for e in exc.errors()] == [("alerts", 0, field)]
         return
     to_event(notification.alerts[0])
+
+
+# -- bounds: what Go/Prometheus tooling can represent, and what SQLite can store --
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T01:00:00+01:00",  # the same instant
+        "2262-04-11T23:47:16Z",  # the last whole second an int64 of nanoseconds holds
+        "2262-04-11T23:47:15.999999999Z",
+    ],
+)
+@pytest.mark.parametrize("field", ["startsAt", "endsAt"])
+def test_timestamps_at_the_edges_of_the_range_are_accepted(field: str, stamp: str) -> None:
+    notification = WebhookNotification.model_validate(with_alert(**{field: stamp}))
+    assert to_event(notification.alerts[0]).starts_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "0001-01-01T00:00:00Z",  # the zero time means "still firing" for endsAt only
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:59:59+01:00",
+        "2262-04-11T23:47:16.000001Z",
+        "2262-04-12T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_starts_at_outside_the_range_is_rejected_naming_the_field(stamp: str) -> None:
+    assert error_locs(with_alert(startsAt=stamp)) == [("alerts", 0, "startsAt")]
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:01Z", "0001-01-02T00:00:00Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z"]
+)
+def test_ends_at_outside_the_range_is_rejected_unless_it_is_the_zero_time(stamp: str) -> None:
+    assert error_locs(with_alert(endsAt=stamp)) == [("alerts", 0, "endsAt")]
+
+
+def test_the_range_is_what_an_int64_of_nanoseconds_holds() -> None:
+    assert webhook.LATEST_TIMESTAMP - webhook.EARLIEST_TIMESTAMP == timedelta(seconds=(2**63 - 1) // 10**9)
+    assert webhook.MAX_TRUNCATED_ALERTS == 2**63 - 1
+
+
+def test_truncated_alerts_up_to_sqlite_integer_are_accepted() -> None:
+    assert WebhookNotification.model_validate(payload(truncatedAlerts=2**63 - 1)).truncatedAlerts == 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, 10**30])
+def test_truncated_alerts_past_sqlite_integer_are_rejected(value: int) -> None:
+    assert error_locs(payload(truncatedAlerts=value)) == [("truncatedAlerts",)]
