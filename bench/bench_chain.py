@@ -5,7 +5,7 @@ loopback with temporary storage, the shipped rules and Alertmanager route with t
 scrape and evaluation intervals, `[10s]` rate window, `for:` divided by 30 so `for: 30s` -> 1s, group_wait and
 group_interval 1s), one demo app per breach (its own `app` label and canary objects), and the real responder as
 a separate process (`python -m responder serve`, as in production) acting on the Kubernetes API emulator
-(responder/emulator.py) through the real kubernetes_asyncio client.
+(responder/testing/emulator.py) through the real kubernetes_asyncio client.
 
 Each breach turns one healthy canary (20 requests/s) to 30% 5xx (`--error-ratio`) at a random phase against the
 1 s scrape and evaluation ticks, and is timed with four clocks on this machine:
@@ -69,8 +69,8 @@ from e2e.responder_chain import (  # noqa: E402
 )
 from support import WEBHOOK_TOKEN  # noqa: E402
 
-from responder.emulator import Emulator, run_emulator  # noqa: E402
-from responder.store import open_readonly  # noqa: E402
+from responder.store.sqlite import open_readonly  # noqa: E402
+from responder.testing.emulator import Emulator, run_emulator  # noqa: E402
 
 HEALTHY = TrafficProfile(rps=20)
 RESPONDER_TARGET_S = 0.050

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 from common import free_port, percentile, rss_mb, wait_healthy, write_config
 
-from responder.emulator import run_emulator, sample_canary_objects
+from responder.testing.emulator import run_emulator, sample_canary_objects
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "storm-token-0123456789"

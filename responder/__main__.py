@@ -1,3 +1,3 @@
-from responder.cli import main
+from responder.cli.main import main
 
 raise SystemExit(main())

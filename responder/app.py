@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
@@ -16,22 +15,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from responder.actions import RetryPolicy, SafetyRules
 from responder.adapters.kube import KubeCluster, open_cluster
 from responder.adapters.leader import LeaderElector, LeaseSettings
-from responder.admin import add_admin_routes
 from responder.config import ConfigError, KubernetesSettings, Secrets, Settings
 from responder.core.decide import DecisionCore
-from responder.engine import Clock, Engine, EngineOptions, Notice, NoticeHook, utc_now
+from responder.engine import Clock, Engine, EngineOptions, utc_now
+from responder.engine.executor import RetryPolicy, SafetyRules
 from responder.gitops import GitopsRelay, build_relay
 from responder.health import Health
-from responder.incidents import INCIDENTS, add_incident_routes
+from responder.http.admin import add_admin_routes
+from responder.http.incidents import INCIDENTS, add_incident_routes
+from responder.http.openapi import add_openapi_route
+from responder.http.server import RUNTIME, Services, create_app, rejection_summaries
 from responder.metrics import Metrics
-from responder.openapi import add_openapi_route
-from responder.outbox import build_outbox
-from responder.ports import ClusterPort
-from responder.store import AuditSink, Store
-from responder.web import RUNTIME, Services, create_app, rejection_summaries
+from responder.notify import build_outbox
+from responder.ports import ClusterPort, Notice, NoticeHook
+from responder.store import AuditSink, Tx
+from responder.store.sqlite import SqliteStore
 
 log = logging.getLogger("responder.app")
 
@@ -127,9 +127,9 @@ def _notice_hooks(*hooks: NoticeHook | None) -> NoticeHook:
     """One notice hook calling each of ``hooks`` in order, inside the same transaction."""
     present = [h for h in hooks if h is not None]
 
-    def hook(conn: sqlite3.Connection, notice: Notice) -> None:
+    def hook(tx: Tx, notice: Notice) -> None:
         for each in present:
-            each(conn, notice)
+            each(tx, notice)
 
     return hook
 
@@ -161,7 +161,7 @@ def build_app(
             key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
             the_metrics = metrics or Metrics()
             health = Health(the_metrics)
-            store = Store(settings.storage.path, audit_key=key, sink=audit_sink)
+            store = SqliteStore(settings.storage.path, audit_key=key, sink=audit_sink)
             store.on_crash = health.crashed
             await store.open()
             stack.push_async_callback(store.close)

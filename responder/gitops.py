@@ -2,15 +2,15 @@
 
 Two parts, both optional (``gitops`` in the configuration):
 
-- the ANNOTATE step of the executor (:mod:`responder.actions`) writes the rejected images, the Deployment's
+- the ANNOTATE step of the executor (:mod:`responder.engine.executor`) writes the rejected images, the Deployment's
   revision and the incident onto the canary Deployment, where a GitOps pipeline or an admission policy can see
   them; the engine turns it on with ``gitops.annotate``;
 - :class:`GitopsRelay` records a ``gitops.rejected`` audit entry for every completed rollback and, with
   ``gitops.webhook``, delivers one signed webhook per incident so a pipeline can suspend syncing or open a revert.
 
-Recording: :meth:`GitopsRelay.hook` runs as part of the engine's notice hook, inside the transaction that records
-the rollback's result (on the store's thread): it only INSERTs (one row per incident, ``INSERT OR IGNORE``) and
-pokes the worker, so the webhook is durable exactly when the rollback's result is, and nothing waits on it.
+Recording: :meth:`GitopsRelay.hook` runs as one of the engine's notice hooks, inside the transaction that records
+the rollback's result (on the store's thread): it only inserts one row per incident (a second is ignored) and pokes
+the worker, so the webhook is durable exactly when the rollback's result is, and nothing waits on it.
 
 Delivering: one worker task posts due rows in id order, signed the Standard Webhooks way: headers
 ``webhook-id`` (stable across retries: receivers deduplicate on it), ``webhook-timestamp`` (the attempt's Unix
@@ -29,34 +29,24 @@ import binascii
 import hashlib
 import hmac
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import orjson
 
 from responder.config import ConfigError, GitopsSettings, Secrets
-from responder.engine import Notice
-from responder.outbox import Backoff
+from responder.core.model import iso
+from responder.ports import Notice
 from responder.relay import DueWorker
-from responder.store import Store, canonical, iso
+from responder.retry import Backoff, http_retryable, retry_after_seconds
+from responder.store import GitopsRow, RollbackRecord, Store, Tx, canonical
 
 log = logging.getLogger("responder.gitops")
 
 EVENT_TYPE = "canary.rolled_back"
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS gitops_webhooks ("
-    " id INTEGER PRIMARY KEY, incident TEXT NOT NULL UNIQUE, msg_id TEXT NOT NULL, body BLOB NOT NULL,"
-    " state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,"
-    " next_attempt_at REAL NOT NULL, delivered_at REAL, last_error TEXT)",
-    "CREATE INDEX IF NOT EXISTS gitops_webhooks_due ON gitops_webhooks (next_attempt_at) WHERE state = 'pending'",
-)
-_RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 # -- Standard Webhooks signing (pure) ---------------------------------------------------------------------
@@ -93,36 +83,25 @@ def signed_headers(key: bytes, *, msg_id: str, timestamp: int, body: bytes) -> d
 # -- what a completed rollback rejected (pure) ------------------------------------------------------------
 
 
-def rejection(incident: str, target: str | None, record: dict[str, Any], *, at: str) -> dict[str, Any]:
-    """The facts of a rejected canary, from the rollbacks row (steps, cites and spec as stored)."""
-    steps: dict[str, Any] = record.get("steps") or {}
-    check = (steps.get("check") or {}).get("before") or {}
-    annotate = steps.get("annotate") or {}
-    spec: dict[str, Any] = record.get("spec") or {}
+def rejection(record: RollbackRecord, *, at: str) -> dict[str, Any]:
+    """The facts of a rejected canary, from its rollback record."""
+    check = (record.steps.get("check") or {}).get("before") or {}
+    annotate = record.steps.get("annotate") or {}
     return {
-        "incident": incident,
-        "target": target,
-        "cluster": spec.get("cluster") or None,
-        "namespace": record.get("namespace"),
-        "deployment": record.get("deployment"),
+        "incident": record.incident,
+        "target": record.key,
+        "cluster": record.target.cluster or None,
+        "namespace": record.target.namespace,
+        "deployment": record.target.deployment,
         "images": list(check.get("images") or []),
         "revision": check.get("revision"),
         "rejected_at": at,
         "annotated": annotate.get("result") in ("done", "noop"),
-        "alerts": sorted({str(c.get("alertname")) for c in record.get("cites") or [] if c.get("alertname")}),
+        "alerts": sorted({str(c.get("alertname")) for c in record.cites if isinstance(c, dict) and c.get("alertname")}),
     }
 
 
 # -- the relay --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    id: int
-    incident: str
-    msg_id: str
-    body: bytes
-    attempts: int
 
 
 class _Retry(Exception):
@@ -155,53 +134,36 @@ class GitopsRelay(DueWorker):
         self.store, self.settings, self.key = store, settings, key
         hook = settings.webhook
         self.backoff = Backoff(
-            base_s=hook.base_delay.total_seconds() if hook else 1.0,
-            cap_s=hook.max_delay.total_seconds() if hook else 300.0,
-            max_attempts=hook.max_attempts if hook else 20,
+            attempts=hook.max_attempts if hook else 20,
+            base_delay_s=hook.base_delay.total_seconds() if hook else 1.0,
+            max_delay_s=hook.max_delay.total_seconds() if hook else 300.0,
+            jitter=0.0,
         )
         self._session: aiohttp.ClientSession | None = None
 
     # -- recording: on the store's thread, inside the transaction that records the rollback's result --
 
-    def hook(self, conn: sqlite3.Connection, notice: Notice) -> None:
+    def hook(self, tx: Tx, notice: Notice) -> None:
         if notice.kind != "rollback" or notice.data.get("status") != "done" or not notice.incident:
             return
-        row = conn.execute(
-            "SELECT namespace, deployment, steps, cites, spec FROM rollbacks WHERE incident=?", (notice.incident,)
-        ).fetchone()
-        if row is None:
+        record = tx.rollback(notice.incident)
+        if record is None:
             return
-        record = {
-            "namespace": row[0],
-            "deployment": row[1],
-            "steps": orjson.loads(row[2]),
-            "cites": orjson.loads(row[3]),
-            "spec": orjson.loads(row[4] or "{}"),
-        }
-        facts = rejection(notice.incident, notice.target, record, at=iso(datetime.fromtimestamp(self.clock(), UTC)))
-        queued = self.settings.webhook is not None and self._enqueue(conn, facts)
-        self.store.append_audit(conn, "gitops.rejected", {**facts, "webhook": queued}, target=notice.target)
+        facts = rejection(record, at=iso(datetime.fromtimestamp(self.clock(), UTC)))
+        queued = self.settings.webhook is not None and self._enqueue(tx, facts)
+        tx.append_audit("gitops.rejected", {**facts, "webhook": queued}, target=notice.target)
         if queued:
             self.wake_threadsafe()
 
-    def _enqueue(self, conn: sqlite3.Connection, facts: dict[str, Any]) -> bool:
-        now = self.clock()
+    def _enqueue(self, tx: Tx, facts: dict[str, Any]) -> bool:
         body = canonical({"type": EVENT_TYPE, "timestamp": facts["rejected_at"], "data": facts})
-        cursor = conn.execute(
-            "INSERT OR IGNORE INTO gitops_webhooks (incident, msg_id, body, state, created_at, next_attempt_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (facts["incident"], f"msg_{uuid.uuid4().hex}", body, "pending", now, now),
+        return tx.insert_gitops(
+            incident=facts["incident"], msg_id=f"msg_{uuid.uuid4().hex}", body=body, now=self.clock()
         )
-        return cursor.rowcount == 1
 
     # -- lifecycle --
 
     async def start(self) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-
-        await self.store.write(create)
         self.bind_loop()
         hook = self.settings.webhook
         if hook is not None:
@@ -218,17 +180,16 @@ class GitopsRelay(DueWorker):
     # -- delivering --
 
     async def next_due(self) -> float | None:
-        due: float | None = await self.store.read(_next_due)
-        return due
+        return await self.store.read(lambda r: r.next_gitops_due())
 
     async def deliver_due(self) -> int:
         now = self.clock()
-        rows = await self.store.read(lambda conn: _due(conn, now))
+        rows = await self.store.read(lambda r: r.due_gitops(now))
         for row in rows:
             await self._deliver(row)
         return len(rows)
 
-    async def _deliver(self, row: _Row) -> None:
+    async def _deliver(self, row: GitopsRow) -> None:
         try:
             status = await self._post(row)
         except _Retry as exc:
@@ -239,7 +200,7 @@ class GitopsRelay(DueWorker):
             return
         await self._finish(row, state="delivered", result="delivered", status=status)
 
-    async def _post(self, row: _Row) -> int:
+    async def _post(self, row: GitopsRow) -> int:
         hook, session = self.settings.webhook, self._session
         assert hook is not None and session is not None and self.key is not None
         headers = signed_headers(self.key, msg_id=row.msg_id, timestamp=int(self.clock()), body=row.body)
@@ -247,23 +208,23 @@ class GitopsRelay(DueWorker):
             async with session.post(hook.url, data=row.body, headers=headers) as response:
                 await response.read()
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         except TimeoutError as exc:
             raise _Retry("timeout") from exc
         except aiohttp.ClientError as exc:
             raise _Retry(f"connection: {type(exc).__name__}") from exc
         if 200 <= status < 300:
             return status
-        if status >= 500 or status in _RETRYABLE_STATUS:
+        if http_retryable(status):
             raise _Retry(f"HTTP {status}", retry_after=retry_after, status=status)
         raise _GiveUp(f"HTTP {status}", status=status)
 
     async def _failed(
-        self, row: _Row, reason: str, *, retryable: bool, retry_after: float | None, status: int | None
+        self, row: GitopsRow, reason: str, *, retryable: bool, retry_after: float | None, status: int | None
     ) -> None:
         attempts = row.attempts + 1
-        give_up = not retryable or attempts >= self.backoff.max_attempts
-        retry_at = None if give_up else self.clock() + self.backoff.delay(attempts, retry_after)
+        give_up = not retryable or self.backoff.exhausted(attempts)
+        retry_at = None if give_up else self.clock() + self.backoff.delay(attempts, retry_after=retry_after)
         log.warning("gitops webhook for %s: %s (%s)", row.incident, reason, "failed" if give_up else "retry")
         await self._finish(
             row,
@@ -276,7 +237,7 @@ class GitopsRelay(DueWorker):
 
     async def _finish(
         self,
-        row: _Row,
+        row: GitopsRow,
         *,
         state: str,
         result: str,
@@ -290,39 +251,11 @@ class GitopsRelay(DueWorker):
         if retry_at is not None:
             data["retry_in_s"] = round(retry_at - now, 3)
 
-        def record(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE gitops_webhooks SET state=?, attempts=attempts+1, next_attempt_at=?, delivered_at=?,"
-                " last_error=? WHERE id=?",
-                (state, retry_at or now, now if state == "delivered" else None, error, row.id),
-            )
-            self.store.append_audit(conn, "gitops.webhook", data)
+        def record(tx: Tx) -> None:
+            tx.finish_gitops(row.id, state=state, now=now, retry_at=retry_at, error=error)
+            tx.append_audit("gitops.webhook", data)
 
         await self.store.write(record)
-
-
-def _due(conn: sqlite3.Connection, now: float, limit: int = 20) -> list[_Row]:
-    rows = conn.execute(
-        "SELECT id, incident, msg_id, body, attempts FROM gitops_webhooks"
-        " WHERE state='pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-        (now, limit),
-    ).fetchall()
-    return [_Row(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), int(r[4])) for r in rows]
-
-
-def _next_due(conn: sqlite3.Connection) -> float | None:
-    try:
-        row = conn.execute("SELECT MIN(next_attempt_at) FROM gitops_webhooks WHERE state='pending'").fetchone()
-    except sqlite3.OperationalError:  # the table is created by start()
-        return None
-    return float(row[0]) if row and row[0] is not None else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def build_relay(settings: GitopsSettings, secrets: Secrets, *, store: Store) -> GitopsRelay | None:

@@ -16,7 +16,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from responder.retry import Backoff
+
 log = logging.getLogger("responder.health")
+RESTARTS = Backoff(attempts=1_000_000_000, base_delay_s=0.1, max_delay_s=30.0, jitter=0.0)
 
 
 class CrashCounter(Protocol):
@@ -71,13 +74,12 @@ async def supervise(
     *,
     health: Health,
     recover: Callable[[], Awaitable[None]] | None = None,
-    base_delay_s: float = 0.1,
-    max_delay_s: float = 30.0,
+    backoff: Backoff = RESTARTS,
 ) -> None:
     """Run ``body`` for ever: it is a long-lived loop, so returning is as unexpected as raising. After either,
-    report the crash, wait (doubling from ``base_delay_s`` up to ``max_delay_s``), run ``recover`` and start
-    again. Cancellation ends it."""
-    delay = base_delay_s
+    report the crash, wait (``backoff``; it starts again after a minute without a crash), run ``recover`` and
+    start again. Cancellation ends it."""
+    attempt = 0
     while True:
         started = time.monotonic()
         try:
@@ -87,10 +89,8 @@ async def supervise(
             raise
         except Exception as exc:
             health.crashed(name, exc)
-        if time.monotonic() - started > 60:
-            delay = base_delay_s  # it ran fine for a while: start the backoff again
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
+        attempt = 1 if time.monotonic() - started > 60 else attempt + 1  # it ran fine for a while: start over
+        await asyncio.sleep(backoff.delay(attempt))
         if recover is not None:
             try:
                 await recover()

@@ -46,8 +46,8 @@ class Metrics:
         )
         self.notifications = Counter(
             "canary_responder_notification_deliveries",
-            "Notification delivery attempts by result (delivered, retry, failed) and failure reason.",
-            ["result", "reason"],
+            "Notification delivery attempts by result (delivered, retry, failed), failure reason and destination.",
+            ["result", "reason", "destination"],
             registry=r,
         )
 

@@ -1,15 +1,23 @@
-"""The ports: small protocols the engine depends on, implemented by the adapters.
+"""The ports: small protocols the engine depends on, implemented by the adapters (and by in-process fakes in tests).
 
 The engine never sees a third-party exception: adapters translate them into :class:`ClusterError`, whose
 ``reason`` is a closed enum (retryable or permanent) that is also used as a metric label and audit field.
+
+Traffic objects (Ingress, HTTPRoute, VirtualService ...) are read and patched through two generic calls,
+``get_object`` and ``patch_object``, so a new traffic switch (:mod:`responder.traffic`) needs no adapter change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from responder.core.model import DeploymentView, FailureReason, HTTPRouteView, IngressView, ScaleView
+from responder.core.model import DeploymentView, FailureReason, ObjectView, ScaleView
+
+if TYPE_CHECKING:
+    from responder.store.port import Tx
+    from responder.traffic.base import Api
 
 
 class ClusterError(Exception):
@@ -31,23 +39,15 @@ class ClusterPort(Protocol):
 
     async def get_deployment(self, namespace: str, name: str) -> DeploymentView: ...
 
-    async def get_ingress(self, namespace: str, name: str) -> IngressView: ...
-
-    async def set_ingress_annotations(
-        self, namespace: str, name: str, *, annotations: dict[str, str | None], resource_version: str
-    ) -> IngressView:
-        """Merge-patch annotations (``None`` deletes one), failing with CONFLICT on a stale resource_version."""
+    async def get_object(self, api: Api, namespace: str, name: str) -> ObjectView:
+        """Any namespaced object (a traffic switch's), as plain JSON."""
         ...
 
-    async def get_httproute(self, namespace: str, name: str) -> HTTPRouteView:
-        """A gateway.networking.k8s.io/v1 HTTPRoute."""
-        ...
-
-    async def set_httproute_rules(
-        self, namespace: str, name: str, *, rules: list[dict[str, Any]], resource_version: str
-    ) -> HTTPRouteView:
-        """Replace ``spec.rules`` as a whole (a merge patch replaces lists), failing with CONFLICT on a stale
-        resource_version: the whole list is sent, so the precondition is what keeps a concurrent edit safe."""
+    async def patch_object(
+        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+    ) -> ObjectView:
+        """A JSON merge patch (lists are replaced whole) with ``metadata.resourceVersion`` as the precondition:
+        CONFLICT when the object changed since it was read, so a concurrent edit is never overwritten."""
         ...
 
     async def set_deployment_annotations(
@@ -71,3 +71,24 @@ class ClusterPort(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """Something people must hear about, handed to the notice hooks inside the transaction that records it, so a
+    notification is durable exactly when the fact it reports is (the outbox and the GitOps relay rely on this).
+
+    kinds: ``rollback`` (final status in data["status"]: done, failed, refused, dry_run), ``retry`` (a failed
+    rollback is tried again), ``retry_stopped`` (its alerts resolved), ``held`` (global cap), ``refused`` (an
+    acting alert with no allowed target), ``notify`` (notify-only policy), ``resolved`` (an alert resolved;
+    data["fingerprint"]), ``error`` (an event that could not be processed), and the admin kinds ``paused_hold``,
+    ``restored``, ``restore_failed`` ...
+    """
+
+    kind: str
+    incident: str | None
+    target: str | None
+    data: dict[str, Any]
+
+
+NoticeHook = Callable[["Tx", Notice], None]

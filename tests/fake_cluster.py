@@ -3,7 +3,7 @@
 This is the httpx ``MockTransport`` idea applied to our one Kubernetes seam: engine and executor tests (and
 hypothesis stateful tests that run thousands of rollbacks) swap the port for this fake instead of patching
 anything. No network, no sleeps, no randomness: the same calls always give the same answers in the same order.
-The loopback emulator (:mod:`responder.emulator`) stays for the Kubernetes adapter's own tests and for
+The loopback emulator (:mod:`responder.testing.emulator`) stays for the Kubernetes adapter's own tests and for
 end-to-end runs, where the real client and real HTTP matter.
 
 What it models, and only that:
@@ -39,12 +39,13 @@ from typing import Any, NamedTuple, TypeVar
 from responder.core.model import (
     DeploymentView,
     FailureReason,
-    HTTPRouteView,
-    IngressView,
+    ObjectView,
     ScaleView,
     TargetRef,
+    TrafficRef,
 )
 from responder.ports import ClusterError
+from responder.traffic import Api, merged
 
 __all__ = [
     "CANARY_ANNOTATION",
@@ -79,11 +80,10 @@ STATUS_OF: Mapping[FailureReason, int | None] = {
     FailureReason.INVALID: 422,
 }
 
-_READS = frozenset({"get_deployment", "get_ingress", "get_httproute", "get_scale", "ping", "close"})
-_WRITES = frozenset(
-    {"set_ingress_annotations", "set_httproute_rules", "set_deployment_annotations", "set_replicas", "emit_event"}
-)
+_READS = frozenset({"get_deployment", "get_object", "get_scale", "ping", "close"})
+_WRITES = frozenset({"patch_object", "set_deployment_annotations", "set_replicas", "emit_event"})
 _PLURAL = {"deployments": "deployments.apps", "ingresses": "ingresses.networking.k8s.io", "httproutes": "httproutes"}
+_TYPED = frozenset({"ingresses", "httproutes"})  # kept in their own shape; any other kind as its raw JSON body
 
 
 class FakeMutation(NamedTuple):
@@ -155,6 +155,7 @@ class FakeCluster:
         self.closed = False
         self._version = 0
         self._state: State = {"deployments": {}, "ingresses": {}, "httproutes": {}}
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> raw body
         self._faults: list[FakeFault] = []
 
     # --- seeding and other writers (not logged: only the port's callers are) ---------------------------
@@ -181,13 +182,13 @@ class FakeCluster:
         self._put("deployments", namespace, name, obj)
         return self._deployment_view(namespace, name)
 
-    def add_ingress(self, namespace: str, name: str, *, annotations: Mapping[str, str] | None = None) -> IngressView:
+    def add_ingress(self, namespace: str, name: str, *, annotations: Mapping[str, str] | None = None) -> ObjectView:
         self._put("ingresses", namespace, name, {"annotations": dict(annotations or {})})
-        return self._ingress_view(namespace, name)
+        return self._object_view("ingresses", namespace, name)
 
-    def add_httproute(self, namespace: str, name: str, *, rules: Iterable[Mapping[str, Any]]) -> HTTPRouteView:
+    def add_httproute(self, namespace: str, name: str, *, rules: Iterable[Mapping[str, Any]]) -> ObjectView:
         self._put("httproutes", namespace, name, {"rules": copy.deepcopy([dict(r) for r in rules])})
-        return self._route_view(namespace, name)
+        return self._object_view("httproutes", namespace, name)
 
     def add_canary(
         self,
@@ -210,13 +211,10 @@ class FakeCluster:
         if route:
             refs = [{"name": app, "port": 80, "weight": 90}, {"name": canary, "port": 80, "weight": 10}]
             self.add_httproute(namespace, app, rules=[{"backendRefs": refs}])
-        return TargetRef(
-            namespace=namespace,
-            deployment=canary,
-            ingress=canary if ingress else None,
-            httproute=app if route else None,
-            canary_backend=canary if route else None,
-        )
+        traffic = [TrafficRef("nginx", canary)] if ingress else []
+        if route:
+            traffic.append(TrafficRef("httproute", app, (("canary_backend", canary),)))
+        return TargetRef(namespace=namespace, deployment=canary, traffic=tuple(traffic))
 
     def add_stable(self, namespace: str, app: str, *, replicas: int = 4) -> TargetRef:
         """The stable Deployment ``app`` (``version=stable``); returns a target naming it (one to be refused)."""
@@ -328,41 +326,26 @@ class FakeCluster:
         await self._enter("get_deployment", (namespace, name))
         return self._deployment_view(namespace, name)
 
-    async def get_ingress(self, namespace: str, name: str) -> IngressView:
-        await self._enter("get_ingress", (namespace, name))
-        return self._ingress_view(namespace, name)
-
-    async def get_httproute(self, namespace: str, name: str) -> HTTPRouteView:
-        await self._enter("get_httproute", (namespace, name))
-        return self._route_view(namespace, name)
+    async def get_object(self, api: Api, namespace: str, name: str) -> ObjectView:
+        await self._enter("get_object", (api.plural, namespace, name))
+        return self._object_view(api.plural, namespace, name)
 
     async def get_scale(self, namespace: str, name: str) -> ScaleView:
         await self._enter("get_scale", (namespace, name))
         return self._scale_view(namespace, name)
 
-    async def set_ingress_annotations(
-        self, namespace: str, name: str, *, annotations: dict[str, str | None], resource_version: str
-    ) -> IngressView:
-        def change() -> IngressView:
-            obj = self._checked("ingresses", namespace, name, resource_version)
-            _merge(obj["annotations"], annotations)
-            self._bump(obj)
-            return self._ingress_view(namespace, name)
+    async def patch_object(
+        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+    ) -> ObjectView:
+        """A JSON merge patch with the resourceVersion precondition (CONFLICT when stale), as the API applies it."""
 
-        args = {"annotations": annotations, "resource_version": resource_version}
-        return await self._write("set_ingress_annotations", namespace, name, args, change)
+        def change() -> ObjectView:
+            body = merged(self._object_body(api.plural, namespace, name, resource_version=resource_version), patch)
+            self._store_body(api.plural, namespace, name, body)
+            return self._object_view(api.plural, namespace, name)
 
-    async def set_httproute_rules(
-        self, namespace: str, name: str, *, rules: list[dict[str, Any]], resource_version: str
-    ) -> HTTPRouteView:
-        def change() -> HTTPRouteView:
-            obj = self._checked("httproutes", namespace, name, resource_version)
-            obj["rules"] = copy.deepcopy(list(rules))
-            self._bump(obj)
-            return self._route_view(namespace, name)
-
-        args = {"rules": rules, "resource_version": resource_version}
-        return await self._write("set_httproute_rules", namespace, name, args, change)
+        args = {"plural": api.plural, "patch": copy.deepcopy(dict(patch)), "resource_version": resource_version}
+        return await self._write("patch_object", namespace, name, args, change)
 
     async def set_deployment_annotations(
         self, namespace: str, name: str, *, annotations: Mapping[str, str | None], resource_version: str
@@ -486,23 +469,56 @@ class FakeCluster:
             ready_replicas=obj["ready_replicas"],
         )
 
-    def _ingress_view(self, namespace: str, name: str) -> IngressView:
-        obj = self._get("ingresses", namespace, name)
-        return IngressView(
-            namespace=namespace,
-            name=name,
-            annotations=dict(obj["annotations"]),
-            resource_version=obj["resourceVersion"],
+    def _object_body(
+        self, plural: str, namespace: str, name: str, *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """The object as the API would serve it (checking ``resource_version`` when given)."""
+        if plural not in _TYPED:
+            body = self._objects.get((plural, namespace, name))
+            if body is None:
+                raise ClusterError(FailureReason.NOT_FOUND, f'{plural} "{name}" not found', status=404)
+            current = body["metadata"]["resourceVersion"]
+            if resource_version and resource_version != current:
+                raise ClusterError(
+                    FailureReason.CONFLICT, f'{plural} "{name}": the object has been modified', status=409
+                )
+            return copy.deepcopy(body)
+        obj = (
+            self._checked(plural, namespace, name, resource_version)
+            if resource_version is not None
+            else self._get(plural, namespace, name)
         )
+        meta = {"name": name, "namespace": namespace, "resourceVersion": obj["resourceVersion"]}
+        if plural == "ingresses":
+            return {"metadata": {**meta, "annotations": dict(obj["annotations"])}}
+        return {"metadata": meta, "spec": {"rules": copy.deepcopy(obj["rules"])}}
 
-    def _route_view(self, namespace: str, name: str) -> HTTPRouteView:
-        obj = self._get("httproutes", namespace, name)
-        return HTTPRouteView(
-            namespace=namespace,
-            name=name,
-            rules=tuple(copy.deepcopy(obj["rules"])),
-            resource_version=obj["resourceVersion"],
-        )
+    def _store_body(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> None:
+        if plural not in _TYPED:
+            self._version += 1
+            body["metadata"]["resourceVersion"] = str(self._version)
+            self._objects[(plural, namespace, name)] = body
+            return
+        obj = self._get(plural, namespace, name)
+        if plural == "ingresses":
+            obj["annotations"] = {k: v for k, v in (body.get("metadata", {}).get("annotations") or {}).items()}
+        else:
+            obj["rules"] = copy.deepcopy((body.get("spec") or {}).get("rules") or [])
+        self._bump(obj)
+
+    def _object_view(self, plural: str, namespace: str, name: str) -> ObjectView:
+        body = self._object_body(plural, namespace, name)
+        return ObjectView(namespace, name, body, body["metadata"]["resourceVersion"])
+
+    def add_object(self, plural: str, namespace: str, name: str, body: Mapping[str, Any]) -> ObjectView:
+        """Seed an object of any other kind (a VirtualService ...), as its raw JSON body."""
+        stored = copy.deepcopy(dict(body))
+        stored.setdefault("metadata", {}).update({"name": name, "namespace": namespace})
+        self._store_body(plural, namespace, name, stored)
+        return self._object_view(plural, namespace, name)
+
+    def object_body(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return self._object_body(plural, namespace, name)
 
     def _scale_view(self, namespace: str, name: str) -> ScaleView:
         obj = self._get("deployments", namespace, name)

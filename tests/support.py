@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestServer
 
 from responder.app import build_app
 from responder.config import load_settings
+from responder.http.server import RUNTIME, Services
 from responder.metrics import Metrics
 from responder.ports import ClusterPort
-from responder.web import RUNTIME, Services
 
 WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
 WEBHOOK_TOKEN_NEXT = "wh-token-next-fedcba9876543210"

@@ -24,15 +24,15 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
-from responder.core.model import DeploymentView, FailureReason, HTTPRouteView, IngressView, ScaleView
+from responder.core.model import DeploymentView, FailureReason, ObjectView, ScaleView
 from responder.ports import ClusterError
+from responder.traffic.base import Api
 
 __all__ = ["COMPONENT", "KubeCluster", "open_cluster", "reason_for_status", "to_cluster_error"]
 
 COMPONENT = "canary-responder"  # reportingComponent / source.component of our Events
 _MERGE_PATCH: Mapping[str, Any] = {"_content_type": "application/merge-patch+json"}
 _EVENT_MESSAGE_LIMIT = 1024
-_HTTPROUTE = ("gateway.networking.k8s.io", "v1")  # group, version (plural "httproutes")
 _T = TypeVar("_T")
 
 _STATUS_REASONS: Mapping[int, FailureReason] = {
@@ -96,25 +96,14 @@ def _deployment_view(obj: client.V1Deployment) -> DeploymentView:
     )
 
 
-def _ingress_view(obj: client.V1Ingress) -> IngressView:
-    meta = obj.metadata
-    return IngressView(
-        namespace=meta.namespace or "",
-        name=meta.name or "",
-        annotations=dict(meta.annotations or {}),
-        resource_version=meta.resource_version or "",
-    )
-
-
-def _httproute_view(obj: Any, *, namespace: str, name: str) -> HTTPRouteView:
-    """CustomObjectsApi answers plain JSON (a dict), not a model object."""
+def _object_view(obj: Any, *, namespace: str, name: str) -> ObjectView:
+    """The custom-objects API answers plain JSON (a dict), whatever the kind."""
     body = obj if isinstance(obj, dict) else {}
     meta = body.get("metadata") or {}
-    rules = (body.get("spec") or {}).get("rules") or []
-    return HTTPRouteView(
+    return ObjectView(
         namespace=str(meta.get("namespace") or namespace),
         name=str(meta.get("name") or name),
-        rules=tuple(r for r in rules if isinstance(r, dict)),
+        body=body,
         resource_version=str(meta.get("resourceVersion") or ""),
     )
 
@@ -171,7 +160,6 @@ class KubeCluster:
         self._timeout = request_timeout_s
         self._instance = instance or socket.gethostname()
         self._apps = client.AppsV1Api(api_client)
-        self._networking = client.NetworkingV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
@@ -189,38 +177,26 @@ class KubeCluster:
         call = self._apps.read_namespaced_deployment(name, namespace, _request_timeout=self._timeout)
         return _deployment_view(await self._call(f"get deployment {namespace}/{name}", call))
 
-    async def get_ingress(self, namespace: str, name: str) -> IngressView:
-        call = self._networking.read_namespaced_ingress(name, namespace, _request_timeout=self._timeout)
-        return _ingress_view(await self._call(f"get ingress {namespace}/{name}", call))
-
-    async def set_ingress_annotations(
-        self, namespace: str, name: str, *, annotations: dict[str, str | None], resource_version: str
-    ) -> IngressView:
-        """Merge-patch annotations (``None`` deletes one), failing with CONFLICT on a stale resource_version."""
-        body = {"metadata": {**_precondition(resource_version), "annotations": annotations}}
-        call = self._networking.patch_namespaced_ingress(
-            name, namespace, body, _request_timeout=self._timeout, **_MERGE_PATCH
-        )
-        return _ingress_view(await self._call(f"patch ingress {namespace}/{name}", call))
-
-    async def get_httproute(self, namespace: str, name: str) -> HTTPRouteView:
+    async def get_object(self, api: Api, namespace: str, name: str) -> ObjectView:
+        """Any namespaced object, through the custom-objects API (its paths are the same for every API group, so
+        an Ingress, an HTTPRoute and a VirtualService are read alike)."""
         call = self._custom.get_namespaced_custom_object(
-            *_HTTPROUTE, namespace, "httproutes", name, _request_timeout=self._timeout
+            api.group, api.version, namespace, api.plural, name, _request_timeout=self._timeout
         )
-        found = await self._call(f"get httproute {namespace}/{name}", call)
-        return _httproute_view(found, namespace=namespace, name=name)
+        found = await self._call(f"get {api.plural} {namespace}/{name}", call)
+        return _object_view(found, namespace=namespace, name=name)
 
-    async def set_httproute_rules(
-        self, namespace: str, name: str, *, rules: list[dict[str, Any]], resource_version: str
-    ) -> HTTPRouteView:
-        """Replace ``spec.rules`` as a whole (a merge patch replaces lists), failing with CONFLICT on a stale
-        resource_version."""
-        body = {"metadata": _precondition(resource_version), "spec": {"rules": rules}}
+    async def patch_object(
+        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+    ) -> ObjectView:
+        """A JSON merge patch carrying ``metadata.resourceVersion``: CONFLICT when the object changed since."""
+        metadata = {**dict(patch.get("metadata") or {}), **_precondition(resource_version)}
+        body = {**patch, "metadata": metadata}
         call = self._custom.patch_namespaced_custom_object(
-            *_HTTPROUTE, namespace, "httproutes", name, body, _request_timeout=self._timeout, **_MERGE_PATCH
+            api.group, api.version, namespace, api.plural, name, body, _request_timeout=self._timeout, **_MERGE_PATCH
         )
-        patched = await self._call(f"patch httproute {namespace}/{name}", call)
-        return _httproute_view(patched, namespace=namespace, name=name)
+        patched = await self._call(f"patch {api.plural} {namespace}/{name}", call)
+        return _object_view(patched, namespace=namespace, name=name)
 
     async def set_deployment_annotations(
         self, namespace: str, name: str, *, annotations: Mapping[str, str | None], resource_version: str

@@ -30,26 +30,17 @@ the ends of the calendar instead of overflowing, so no timestamp can stop the co
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, TargetRef
 from responder.core.rules import PolicyRule, Resolved, TargetRule, resolve_target, select_policy
+from responder.core.state import EARLIEST, LATEST, Expiring, Failing, Pending, Rollback, shifted
 
 _T = TypeVar("_T")
-LATEST = datetime.max.replace(tzinfo=UTC)
-EARLIEST = datetime.min.replace(tzinfo=UTC)
-
-
-def shifted(moment: datetime, delta: timedelta) -> datetime:
-    """``moment + delta``, saturating at the ends of the calendar (year 1 and 9999) instead of raising."""
-    try:
-        return moment + delta
-    except OverflowError:
-        return LATEST if delta > timedelta(0) else EARLIEST
+__all__ = ["EARLIEST", "LATEST", "CoreSettings", "Decision", "DecisionCore", "ResultStatus", "shifted"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,76 +89,17 @@ class ResultStatus:
     DRY_RUN = "dry_run"
 
 
-@dataclass(slots=True)
-class _Rollback:
-    incident: str
-    at: datetime
-    policy: PolicyRule
-    events: dict[str, AlertEvent]  # fingerprint -> the latest firing event cited by the rollback
-
-
-@dataclass(slots=True)
-class _Pending:
-    event: AlertEvent
-    target: TargetRef
-    policy: PolicyRule
-    deadline: datetime
-
-
-@dataclass(slots=True)
-class _Failing:
-    """A rollback that failed: the canary is still live. Retried while any of ``events`` still fires."""
-
-    incident: str
-    target: TargetRef
-    policy: PolicyRule
-    events: dict[str, AlertEvent]  # fingerprint -> latest firing event; a resolution removes it
-    attempts: int  # retries started so far
-    next_at: datetime
-    in_flight: bool = False  # a retry is running: its result comes back through on_result
-
-    @property
-    def latest(self) -> AlertEvent:
-        return max(self.events.values(), key=lambda e: (e.starts_at, e.event_id))
-
-
-@dataclass(slots=True)
-class _Expiring:
-    """An insertion-ordered map whose entries expire ``ttl`` after their last refresh, bounded in size."""
-
-    ttl: timedelta
-    limit: int
-    items: OrderedDict[object, tuple[datetime, object]] = field(default_factory=OrderedDict)
-
-    def get(self, key: object) -> object | None:
-        entry = self.items.get(key)
-        return None if entry is None else entry[1]
-
-    def put(self, key: object, value: object, now: datetime) -> None:
-        self.items[key] = (shifted(now, self.ttl), value)
-        self.items.move_to_end(key)
-        while len(self.items) > self.limit:
-            self.items.popitem(last=False)
-
-    def expire(self, now: datetime) -> None:
-        while self.items:
-            key, (expiry, _) = next(iter(self.items.items()))
-            if expiry > now:
-                return
-            del self.items[key]
-
-
 class DecisionCore:
     """All decision state for one responder; see the module docstring for the rules."""
 
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
-        self._seen = _Expiring(settings.dedupe_ttl, settings.dedupe_max)
-        self._resolved = _Expiring(settings.dedupe_ttl, settings.dedupe_max)  # fingerprint -> startsAt
-        self._rolled_back: dict[str, _Rollback] = {}
+        self._seen = Expiring(settings.dedupe_ttl, settings.dedupe_max)
+        self._resolved = Expiring(settings.dedupe_ttl, settings.dedupe_max)  # fingerprint -> startsAt
+        self._rolled_back: dict[str, Rollback] = {}
         self._recent: list[tuple[datetime, str]] = []  # (when, incident) of the rollbacks the cap counts
-        self._pending: dict[str, _Pending] = {}
-        self._failing: dict[str, _Failing] = {}
+        self._pending: dict[str, Pending] = {}
+        self._failing: dict[str, Failing] = {}
         self._named: dict[str, tuple[datetime, int]] = {}  # target -> (instant, count) of its last incident name
         self.paused: str | None = None  # why and by whom, while an admin has paused the responder
 
@@ -225,7 +157,7 @@ class DecisionCore:
         elif failing is not None and failing.incident == incident:
             # A retry finished the job: the target is rolled back from now on (cooldown, coalescing).
             del self._failing[key]
-            self._rolled_back[key] = _Rollback(incident, now, failing.policy, dict(failing.events))
+            self._rolled_back[key] = Rollback(incident, now, failing.policy, dict(failing.events))
 
     def expire(self, now: datetime) -> None:
         """Forget what has expired by ``now`` (decisions do this themselves; a rebuilt core calls it once)."""
@@ -290,11 +222,11 @@ class DecisionCore:
 
     # -- rules --
 
-    def _act_on_deadline(self, pending: _Pending, now: datetime) -> Decision:
+    def _act_on_deadline(self, pending: Pending, now: datetime) -> Decision:
         reason = f"still firing after {pending.policy.persist_for}"
         return self._act(pending.event, pending.target, pending.policy, now, reason)
 
-    def _retry_on_timer(self, failing: _Failing, now: datetime) -> Decision:
+    def _retry_on_timer(self, failing: Failing, now: datetime) -> Decision:
         return self._retry(failing, now, "its alerts still fire")
 
     @staticmethod
@@ -391,7 +323,7 @@ class DecisionCore:
         return [self._act(event, target, policy, now, f"policy {policy.name!r}")]
 
     def _hold_until(self, event: AlertEvent, target: TargetRef, policy: PolicyRule, deadline: datetime) -> Decision:
-        self._pending[event.fingerprint] = _Pending(event, target, policy, deadline)
+        self._pending[event.fingerprint] = Pending(event, target, policy, deadline)
         return Decision(
             outcome=Outcome.PENDING,
             event=event,
@@ -444,7 +376,7 @@ class DecisionCore:
         # URL-safe (one path segment) and deterministic, so a rebuilt core names incidents as before.
         # The cluster leads when there is one: the same namespace/app in two clusters are two incidents.
         incident = self._incident_name(target, now)
-        self._rolled_back[target.key] = _Rollback(incident, now, policy, {event.fingerprint: event})
+        self._rolled_back[target.key] = Rollback(incident, now, policy, {event.fingerprint: event})
         self._recent.append((now, incident))
         return self._verdict(Outcome.ROLLBACK, event, policy, target, why, incident)
 
@@ -459,7 +391,7 @@ class DecisionCore:
         self._named[target.key] = (now, count)
         return name if count == 1 else f"{name}.{count}"
 
-    def _retry(self, failing: _Failing, now: datetime, why: str, *, event: AlertEvent | None = None) -> Decision:
+    def _retry(self, failing: Failing, now: datetime, why: str, *, event: AlertEvent | None = None) -> Decision:
         event = event or failing.latest
         counted = any(name == failing.incident for _, name in self._recent)
         held = self._held(counted)
@@ -482,7 +414,7 @@ class DecisionCore:
         return min(cap, base * (1 << min(max(attempts - 1, 0), 30)))
 
     def _on_failed(
-        self, incident: str, target: TargetRef, rolled: _Rollback | None, failing: _Failing | None, now: datetime
+        self, incident: str, target: TargetRef, rolled: Rollback | None, failing: Failing | None, now: datetime
     ) -> None:
         key = target.key
         if failing is not None and failing.incident == incident:
@@ -493,7 +425,7 @@ class DecisionCore:
         del self._rolled_back[key]
         firing = {fp: e for fp, e in rolled.events.items() if not self._resolved_since(e)}
         if firing:
-            self._failing[key] = _Failing(
+            self._failing[key] = Failing(
                 incident, target, rolled.policy, firing, attempts=0, next_at=shifted(now, self.settings.retry_interval)
             )
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -48,14 +48,12 @@ class Outcome(enum.StrEnum):
 
 class Step(enum.StrEnum):
     CHECK = "check"  # re-read live objects and verify the target is a canary we may touch
-    TRAFFIC_OFF = "traffic_off"  # disable the canary Ingress
-    ROUTE_OFF = "route_off"  # Gateway API: canary backendRef weight to 0 in the HTTPRoute, its share to stable
+    TRAFFIC_OFF = "traffic_off"  # one traffic object: no traffic to the canary (recorded as traffic_off:kind/name)
     SCALE_ZERO = "scale_zero"  # scale the canary Deployment to zero through /scale
     ANNOTATE = "annotate"  # GitOps: record the rejected images/revision on the Deployment (optional)
     EVENT = "event"  # emit a Kubernetes Event on the Deployment
     SCALE_RESTORE = "scale_restore"  # restore: put the recorded replica count back
-    TRAFFIC_RESTORE = "traffic_restore"  # restore: put the recorded canary annotation back
-    ROUTE_RESTORE = "route_restore"  # restore: put the recorded HTTPRoute backendRef weights back
+    TRAFFIC_RESTORE = "traffic_restore"  # restore: one traffic object back as the rollback found it
 
 
 class StepResult(enum.StrEnum):
@@ -95,16 +93,40 @@ _RETRYABLE = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficRef:
+    """One object that routes traffic to a canary: its switch ``kind`` (``nginx``, ``httproute``, ``istio`` ...),
+    its ``name`` in the target's namespace, and the kind's options (e.g. which backend is the canary), all rendered
+    from the target's templates. The core treats it as data; :mod:`responder.traffic` knows what it means."""
+
+    kind: str
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """``kind/name``: unique within a target, and how its step is recorded (``traffic_off:kind/name``)."""
+        return f"{self.kind}/{self.name}"
+
+    def option(self, name: str) -> str | None:
+        return next((value for key, value in self.options if key == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, **({"options": dict(self.options)} if self.options else {})}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrafficRef:
+        options = data.get("options") or {}
+        return cls(str(data["kind"]), str(data["name"]), tuple(sorted((str(k), str(v)) for k, v in options.items())))
+
+
+@dataclass(frozen=True, slots=True)
 class TargetRef:
-    """A canary the responder may act on: its Deployment and what routes traffic to it (an NGINX canary
-    Ingress, a Gateway API HTTPRoute whose ``canary_backend`` backendRef is the canary Service, or both), in
-    ``cluster`` ("" in a single-cluster configuration)."""
+    """A canary the responder may act on: its Deployment, what routes traffic to it (any number of traffic objects,
+    each turned off before the scale-down), and its ``cluster`` ("" in a single-cluster configuration)."""
 
     namespace: str
     deployment: str
-    ingress: str | None = None
-    httproute: str | None = None
-    canary_backend: str | None = None  # the canary Service's name among the HTTPRoute's backendRefs
+    traffic: tuple[TrafficRef, ...] = ()
     cluster: str = ""
 
     @property
@@ -114,29 +136,28 @@ class TargetRef:
         base = f"{self.namespace}/{self.deployment}"
         return f"{self.cluster}/{base}" if self.cluster else base
 
-    def as_dict(self) -> dict[str, str]:
-        """The reference as plain data (stored with core inputs); empty optional parts are left out."""
-        full = {
-            "namespace": self.namespace,
-            "deployment": self.deployment,
-            "ingress": self.ingress,
-            "httproute": self.httproute,
-            "canary_backend": self.canary_backend,
-            "cluster": self.cluster,
-        }
-        return {key: value for key, value in full.items() if value}
+    def as_dict(self) -> dict[str, Any]:
+        """The reference as plain data (stored with rollbacks and core inputs)."""
+        found: dict[str, Any] = {"namespace": self.namespace, "deployment": self.deployment}
+        if self.traffic:
+            found["traffic"] = [ref.as_dict() for ref in self.traffic]
+        if self.cluster:
+            found["cluster"] = self.cluster
+        return found
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TargetRef:
-        def optional(name: str) -> str | None:
-            return str(data[name]) if data.get(name) else None
-
+        traffic = [TrafficRef.from_dict(ref) for ref in data.get("traffic") or []]
+        # Written before traffic references existed: one Ingress and/or one HTTPRoute.
+        if data.get("ingress"):
+            traffic.append(TrafficRef("nginx", str(data["ingress"])))
+        if data.get("httproute"):
+            backend = (("canary_backend", str(data["canary_backend"])),) if data.get("canary_backend") else ()
+            traffic.append(TrafficRef("httproute", str(data["httproute"]), backend))
         return cls(
             namespace=str(data["namespace"]),
             deployment=str(data["deployment"]),
-            ingress=optional("ingress"),
-            httproute=optional("httproute"),
-            canary_backend=optional("canary_backend"),
+            traffic=tuple(traffic),
             cluster=str(data.get("cluster") or ""),
         )
 
@@ -168,6 +189,9 @@ class AlertEvent:
     def alertname(self) -> str:
         return self.labels.get("alertname", "")
 
+    def with_ids(self, *, event_id: int, notification_id: int) -> AlertEvent:
+        return replace(self, event_id=event_id, notification_id=notification_id)
+
 
 @dataclass(frozen=True, slots=True)
 class DeploymentView:
@@ -182,20 +206,12 @@ class DeploymentView:
 
 
 @dataclass(frozen=True, slots=True)
-class IngressView:
-    namespace: str
-    name: str
-    annotations: Mapping[str, str]
-    resource_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class HTTPRouteView:
-    """A Gateway API HTTPRoute: only its ``spec.rules`` (plain JSON) matter to the traffic step."""
+class ObjectView:
+    """Any API object as plain JSON (what traffic switches read), with the resourceVersion to patch against."""
 
     namespace: str
     name: str
-    rules: tuple[Mapping[str, Any], ...]
+    body: Mapping[str, Any]
     resource_version: str
 
 
@@ -205,3 +221,12 @@ class ScaleView:
     name: str
     replicas: int
     resource_version: str
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, microseconds kept: how every time is written down (audit, records)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from responder.core.model import PolicyMode, TargetRef
+from responder.core.model import PolicyMode, TargetRef, TrafficRef
 
 # RFC 1123 label (namespaces) and subdomain (object names), as the API server validates them. Always
 # ``fullmatch``: with ``match`` and ``$``, Python also accepts a trailing newline ("checkout\n").
@@ -57,15 +57,22 @@ def matches(match: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in match.items())
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficTemplate:
+    """One traffic object of a target rule: its switch ``kind``, its name template and its option templates."""
+
+    kind: str
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TargetRule:
     name: str
     match: Mapping[str, str] = field(default_factory=dict)
     namespace: str
     deployment: str
-    ingress: str | None = None
-    httproute: str | None = None  # Gateway API HTTPRoute template; needs canary_backend
-    canary_backend: str | None = None  # the canary Service's name template (the backendRef to weigh to 0)
+    traffic: tuple[TrafficTemplate, ...] = ()  # turned off in this order, before the scale-down
     clusters: tuple[str, ...] = ()  # multi-cluster: the clusters this rule applies to; empty: all of them
 
 
@@ -109,12 +116,21 @@ def resolve_target(
     return Unresolved(f"no target rule matches the alert labels{where}")
 
 
-def _render_optional(template: str | None, labels: Mapping[str, str]) -> tuple[str | None, bool]:
-    """The rendered name (None when there is no template) and whether it is usable."""
-    if not template:
-        return None, True
-    value = render(template, labels)
-    return value, value is not None and is_dns_subdomain(value)
+_OPTION_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,252}")
+
+
+def _render_traffic(template: TrafficTemplate, labels: Mapping[str, str]) -> TrafficRef | str:
+    """The rendered reference, or what is wrong with it."""
+    name = render(template.name, labels)
+    if name is None or not is_dns_subdomain(name):
+        return f"rendered {template.kind} name is missing or invalid"
+    options = []
+    for key, value_template in template.options:
+        value = render(value_template, labels)
+        if value is None or not _OPTION_VALUE.fullmatch(value):
+            return f"rendered {template.kind} option {key!r} is missing or invalid"
+        options.append((key, value))
+    return TrafficRef(template.kind, name, tuple(sorted(options)))
 
 
 def _render_rule(
@@ -126,25 +142,16 @@ def _render_rule(
         return Unresolved(f"target rule {rule.name!r}: a label its name templates need is missing")
     if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
         return Unresolved(f"target rule {rule.name!r}: rendered names are not valid Kubernetes names")
-    optional = {
-        "ingress": _render_optional(rule.ingress, labels),
-        "httproute": _render_optional(rule.httproute, labels),
-        "canary_backend": _render_optional(rule.canary_backend if rule.httproute else None, labels),
-    }
-    bad = [what for what, (_, ok) in optional.items() if not ok]
-    if bad:
-        return Unresolved(f"target rule {rule.name!r}: rendered {' and '.join(bad)} name is missing or invalid")
+    traffic: list[TrafficRef] = []
+    for template in rule.traffic:
+        ref = _render_traffic(template, labels)
+        if isinstance(ref, str):
+            return Unresolved(f"target rule {rule.name!r}: {ref}")
+        traffic.append(ref)
     if namespace not in allowed:
         where = f" of cluster {cluster!r}" if cluster else ""
         return Unresolved(f"namespace {namespace!r} is not in the allowlist{where}")
-    target = TargetRef(
-        namespace=namespace,
-        deployment=deployment,
-        ingress=optional["ingress"][0],
-        httproute=optional["httproute"][0],
-        canary_backend=optional["canary_backend"][0],
-        cluster=cluster,
-    )
+    target = TargetRef(namespace=namespace, deployment=deployment, traffic=tuple(traffic), cluster=cluster)
     return Resolved(target, rule.name)
 
 

@@ -625,3 +625,27 @@ def test_gateway_and_gitops_rights_only_when_configured(render: Callable[..., Re
     annotate = rights({"config": {"gitops": {"annotate": True}}})
     assert annotate[("apps", "deployments")] == {"get", "patch"}
     assert ("gateway.networking.k8s.io", "httproutes") not in annotate
+
+
+def test_traffic_rights_follow_the_kinds_the_targets_use(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    def rights(values: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+        path = tmp_path / f"traffic-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        rollback = [r for r in render(path).of_kind("Role") if r["metadata"]["name"].endswith("-rollback")]
+        return _rules_by_resource(rollback[0])
+
+    route_only = {"name": "gw", "traffic": [{"kind": "httproute", "name": "{app}", "canary_backend": "{app}-canary"}]}
+    granted = rights({"config": {"targets": [route_only]}})
+    assert granted[("gateway.networking.k8s.io", "httproutes")] == {"get", "patch"}
+    assert ("networking.k8s.io", "ingresses") not in granted  # least privilege: no kind the targets do not use
+    toggled = rights({"config": {"targets": [route_only]}, "trafficSwitches": {"nginx": True}})
+    assert toggled[("networking.k8s.io", "ingresses")] == {"get", "patch"}
+
+
+def test_the_charts_switch_apis_are_the_registered_switches() -> None:
+    """files/traffic-switches.yaml (what RBAC grants) and responder.traffic (what the responder patches) agree."""
+    from responder.traffic import kinds
+
+    declared = yaml.safe_load((CHART / "files" / "traffic-switches.yaml").read_text())
+    registered = {kind: {"group": cls.api.group, "resource": cls.api.plural} for kind, cls in kinds().items()}
+    assert declared == registered

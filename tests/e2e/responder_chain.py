@@ -2,7 +2,7 @@
 its audit trail per canary. Shared by test_chain_responder.py and bench/bench_chain.py.
 
 The responder runs in-process (`support.running_responder`) on loopback and talks to the Kubernetes API
-emulator (`responder.emulator`) over HTTP with the real kubernetes_asyncio client. The demo apps' canary
+emulator (`responder.testing.emulator`) over HTTP with the real kubernetes_asyncio client. The demo apps' canary
 traffic follows the emulated cluster (`follow_cluster`): once the responder has turned the canary Ingress off
 or scaled the canary to zero, the demo app's canary serves no more requests, as a real canary would not, so
 the alert resolves by itself and Alertmanager sends the resolved notification.
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from support import Running, write_config
 
-from responder.emulator import Emulator, SeedObject, sample_canary_objects
+from responder.testing.emulator import Emulator, SeedObject, sample_canary_objects
 
 from .harness import DemoApp, TrafficProfile
 

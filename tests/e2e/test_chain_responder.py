@@ -32,7 +32,7 @@ import pytest
 import pytest_asyncio
 from support import WEBHOOK_TOKEN, Running, running_responder
 
-from responder.emulator import Emulator, run_emulator
+from responder.testing.emulator import Emulator, run_emulator
 
 from .harness import NAMESPACE, Binaries, Chain, DemoApp, TrafficProfile, parse_timestamp, run_chain
 from .responder_chain import (
@@ -185,8 +185,9 @@ async def assert_rolled_back_by(world: World, app: str, alertname: str, *, timeo
     [result] = world.audit.for_target(target, "rollback.result")
     assert result == {"incident": intent["incident"], "status": "done", "changed": True, "attempt": 0}
     steps = {d["step"]: d["result"] for d in world.audit.for_target(target, "action")}
-    assert steps == {"check": "done", "traffic_off": "done", "scale_zero": "done", "event": "done"}
-    [record] = [r for r in await world.responder.services.store.rollbacks() if r.target == target]
+    traffic_off = f"traffic_off:nginx/{app}-canary"
+    assert steps == {"check": "done", traffic_off: "done", "scale_zero": "done", "event": "done"}
+    [record] = [r for r in await world.responder.services.store.rollbacks() if r.key == target]
     assert record.status == "done" and record.cites[0]["alertname"] == alertname
     assert_stable_untouched(world, app)
 

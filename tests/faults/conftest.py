@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_fake import FakeSlack, fake_slack
 
-from responder.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
 APPS = ("checkout", "payments", "search", "cart", "profile", "ledger")
 

@@ -8,7 +8,7 @@ from typing import Any
 from slack_fake import BOT_TOKEN, FakeSlack
 from support import Running, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 
 def slack_config(tmp_path: Path, kube_url: str, fake: FakeSlack, *, timeout: str = "2s", **extra: Any) -> Path:
@@ -35,7 +35,7 @@ async def settle(running: Running, within: float = 20.0) -> None:
 
 
 async def query(running: Running, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    return await running.services.store.read(lambda conn: [tuple(r) for r in conn.execute(sql, args)])
+    return await running.services.store.read(lambda r: [tuple(row) for row in r.conn.execute(sql, args)])
 
 
 async def audit_kinds(running: Running, kind: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from support import Running, alert, notification, running_responder, write_config
 
 from faults.helpers import audit_kinds, ok_mutations, query, settle
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 PEERS = ("http://alertmanager-0:9093", "http://alertmanager-1:9093", "http://alertmanager-2:9093")
 
@@ -85,7 +85,7 @@ async def test_truncated_alerts_are_recorded_and_counted(tmp_path: Path, cluster
     assert [r["truncated_alerts"] for r in receipts] == [7, 5]
     assert counted == 12
     # The alerts the notifications did carry are processed as usual.
-    assert sorted(r.target for r in rollbacks) == [f"shop/{a}-canary" for a in ("checkout", "payments", "search")]
+    assert sorted(r.key for r in rollbacks) == [f"shop/{a}-canary" for a in ("checkout", "payments", "search")]
 
 
 async def test_repeat_notifications_are_duplicates_and_never_roll_back_again(

@@ -16,11 +16,12 @@ import pytest
 from slack_fake import FakeSlack
 from support import alert, notification, running_responder, wait_for, write_config
 
-from faults.helpers import audit_kinds, ok_mutations, settle, slack_config
-from responder.emulator import Emulator
+from faults.helpers import audit_kinds, ok_mutations, query, settle, slack_config
+from responder.testing.emulator import Emulator
 
 DEPLOYMENTS = "apps/v1/deployments"
 INGRESSES = "networking.k8s.io/v1/ingresses"
+TRAFFIC_OFF = "traffic_off:nginx/checkout-canary"  # the step id of turning the canary Ingress off
 PATIENT_RETRY = {"attempts": 10, "base_delay": "20ms", "max_delay": "200ms"}
 
 
@@ -47,7 +48,7 @@ async def test_server_errors_for_a_while_are_retried_then_the_rollback_succeeds(
         await settle(running)
         [record] = await running.services.store.rollbacks()
     assert record.status == "done"
-    assert record.steps["traffic_off"]["attempts"] >= 2 and record.steps["traffic_off"]["result"] == "done"
+    assert record.steps[TRAFFIC_OFF]["attempts"] >= 2 and record.steps[TRAFFIC_OFF]["result"] == "done"
     failed_patches = [m for m in emulator.mutations if m.status in (500, 503)]
     assert len(failed_patches) >= 2
     assert ok_mutations(emulator, kind="Ingress") == ["checkout-canary"]  # landed exactly once
@@ -64,7 +65,7 @@ async def test_conflicts_are_re_read_and_retried(tmp_path: Path, cluster: tuple[
         await settle(running)
         [record] = await running.services.store.rollbacks()
     assert record.status == "done"
-    assert record.steps["traffic_off"]["attempts"] == 3 and record.steps["scale_zero"]["attempts"] == 3
+    assert record.steps[TRAFFIC_OFF]["attempts"] == 3 and record.steps["scale_zero"]["attempts"] == 3
     # Each retry started from a fresh read: the Ingress is read once by the check and once per retry, the
     # scale subresource once per attempt.
     ingress_reads = [p for m, p in emulator.calls if m == "GET" and p.endswith("/ingresses/checkout-canary")]
@@ -87,7 +88,7 @@ async def test_a_10s_response_times_out_and_is_retried(tmp_path: Path, cluster: 
         [record] = await running.services.store.rollbacks()
         actions = await audit_kinds(running, "action")
     assert record.status == "done"
-    assert record.steps["traffic_off"]["attempts"] == 2 and record.steps["scale_zero"]["attempts"] == 2
+    assert record.steps[TRAFFIC_OFF]["attempts"] == 2 and record.steps["scale_zero"]["attempts"] == 2
     assert elapsed < 3.0  # two 300 ms timeouts and the retries, not two 10 s waits
     assert {a["step"]: a["attempts"] for a in actions}["scale_zero"] == 2
     # The held requests were dropped unprocessed once the client gave up: each change landed once.
@@ -104,7 +105,7 @@ async def test_connection_resets_are_retried(tmp_path: Path, cluster: tuple[Emul
         await settle(running)
         [record] = await running.services.store.rollbacks()
     assert record.status == "done"
-    assert record.steps["traffic_off"]["attempts"] == 3 and record.steps["scale_zero"]["attempts"] == 2
+    assert record.steps[TRAFFIC_OFF]["attempts"] == 3 and record.steps["scale_zero"]["attempts"] == 2
     dropped = [m for m in emulator.mutations if m.status == 0]
     assert len(dropped) == 3
     assert replicas(emulator, "checkout-canary") == 0 and canary_annotation(emulator, "checkout-canary") == "false"
@@ -121,11 +122,9 @@ async def test_forbidden_is_manual_action_required_recorded_and_notified(
         [message] = await slack.wait_delivered(1)
         [record] = await running.services.store.rollbacks()
         results = await audit_kinds(running, "rollback.result")
-        rows = await running.services.store.read(
-            lambda conn: [tuple(r) for r in conn.execute("SELECT kind, state, data FROM outbox")]
-        )
+        rows = await query(running, "SELECT kind, destination, state, data FROM outbox")
     assert record.status == "failed"
-    traffic = record.steps["traffic_off"]
+    traffic = record.steps[TRAFFIC_OFF]
     assert traffic["result"] == "failed" and traffic["reason"] == "forbidden" and traffic["attempts"] == 1
     assert "manual action required" in traffic["message"]
     assert "scale_zero" not in record.steps  # a failed traffic step never lets the scale-down run
@@ -134,7 +133,8 @@ async def test_forbidden_is_manual_action_required_recorded_and_notified(
     # Failed means failed: nothing changed, the canary is still live, and it is retried while the alert fires.
     failed = {"incident": record.incident, "status": "failed", "changed": False, "attempt": 0, "retrying": True}
     assert results == [failed]
-    assert [(kind, state, orjson.loads(data)) for kind, state, data in rows] == [("rollback", "delivered", failed)]
+    notices = [(kind, destination, state, orjson.loads(data)) for kind, destination, state, data in rows]
+    assert notices == [("rollback", "slack", "delivered", failed)]
     assert message.body["text"] == "Rollback FAILED: shop/checkout-canary, retrying while its alerts fire"
     assert "manual action required" in str(message.body["blocks"])
 
@@ -164,11 +164,11 @@ async def test_a_half_done_plan_is_never_left_silent(
         results = await audit_kinds(running, "rollback.result")
         actions = await audit_kinds(running, "action")
     assert record.status == "failed"
-    assert record.steps["traffic_off"]["result"] == "done"
+    assert record.steps[TRAFFIC_OFF]["result"] == "done"
     scale = record.steps["scale_zero"]
     assert (scale["result"], scale["reason"], scale["attempts"]) == ("failed", reason, attempts)
     assert scale["message"].startswith("manual action required: scale_zero failed")
-    assert [a["step"] for a in actions] == ["check", "traffic_off", "scale_zero"]  # no event for a failure
+    assert [a["step"] for a in actions] == ["check", TRAFFIC_OFF, "scale_zero"]  # no event for a failure
     assert results == [
         {"incident": record.incident, "status": "failed", "changed": True, "attempt": 0, "retrying": True}
     ]

@@ -37,7 +37,7 @@ from support import (
     write_config,
 )
 
-from responder.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Slack faults, end to end (the real responder, the emulator and a Slack-like receiver on loopback).
 
-Documented behaviour (responder/outbox.py): a notification is a durable outbox row written in the transaction
+Documented behaviour (responder/notify/outbox.py): a notification is a durable outbox row written in the transaction
 that records its fact; the worker retries 429 (after Retry-After), 5xx and timeouts with backoff until the
 message is delivered, exactly once; the rollback never waits for Slack."""
 
@@ -15,7 +15,7 @@ from slack_fake import FakeSlack
 from support import alert, notification, running_responder, wait_for
 
 from faults.helpers import audit_kinds, query, settle, slack_config
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ async def test_the_rollback_is_never_delayed_while_slack_hangs(
         await wait_for(lambda: bool(slack.requests), "the worker stuck in a Slack call")
         during = [await traffic_off_after_webhook(app) for app in ("checkout", "search", "cart")]
         await settle(running)
-        statuses = {r.target: r.status for r in await running.services.store.rollbacks()}
+        statuses = {r.key: r.status for r in await running.services.store.rollbacks()}
         assert set(statuses.values()) == {"done"} and len(statuses) == 4
         assert not slack.delivered and len(slack.requests) == 1  # the worker is still inside the hanging call
         # Slack comes back: every message is delivered exactly once.

@@ -29,7 +29,7 @@ import pytest
 from support import Running, alert, notification, running_responder, wait_for, write_config
 
 from faults.helpers import ok_mutations, query, settle
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 LOCK_HOLDER = """
 import sqlite3, sys
@@ -63,7 +63,7 @@ class Breaker:
         self._holder: asyncio.subprocess.Process | None = None
 
     async def _pragma(self, sql: str) -> None:
-        await self.running.services.store.read(lambda conn: conn.execute(sql).fetchall())
+        await self.running.services.store.read(lambda r: r.conn.execute(sql).fetchall())
 
     async def break_it(self) -> None:
         if self.how == "disk_full":
@@ -162,7 +162,7 @@ async def test_unwritable_storage_answers_503_then_recovers_without_losing_anyth
         await deliver(refused)  # Alertmanager retries the notification that got a 503
         await settle(running, within=30)
 
-        rollbacks = {r.target: r.status for r in await running.services.store.rollbacks()}
+        rollbacks = {r.key: r.status for r in await running.services.store.rollbacks()}
         events = await query(running, "SELECT id, notification_id, decided_at FROM events")
         decisions = await query(
             running,
@@ -199,7 +199,7 @@ async def test_a_nearly_full_disk_is_not_ready_while_notifications_do_not_fit(
     config = write_config(tmp_path, kube_url=url, storage={"path": str(db)}, listen={"body_limit_bytes": 4 << 20})
     big = notification(alert(app="checkout", runbook="x" * 8000), *[alert(f"Bulk{i}", app="cart") for i in range(120)])
     async with running_responder(config) as running:
-        await running.services.store.read(lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        await running.services.store.read(lambda r: r.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         filler = small_fs / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from responder.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
 
 @pytest.fixture

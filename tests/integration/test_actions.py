@@ -8,24 +8,29 @@ from typing import Any
 
 import pytest
 
-from responder.actions import (
-    CANARY_ANNOTATION,
-    EVENT_REASON,
+from responder.adapters.kube import KubeCluster, open_cluster, reason_for_status
+from responder.core.model import FailureReason, ObjectView, Step, StepResult, TargetRef, TrafficRef
+from responder.engine.executor import (
     RestorePoint,
     RetryPolicy,
     SafetyRules,
     StepOutcome,
+    TrafficPoint,
     execute_restore,
     execute_rollback,
 )
-from responder.adapters.kube import KubeCluster, open_cluster, reason_for_status
-from responder.core.model import FailureReason, IngressView, Step, StepResult, TargetRef
-from responder.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.engine.steps import EVENT_REASON
 from responder.ports import ClusterError
+from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
+from responder.traffic import Api
+from responder.traffic.nginx import CANARY_ANNOTATION, NginxCanaryIngress
 
 NS = "shop"
 CANARY = "checkout-canary"
-TARGET = TargetRef(namespace=NS, deployment=CANARY, ingress=CANARY)
+NGINX = TrafficRef("nginx", CANARY)
+TRAFFIC_OFF = f"traffic_off:{NGINX.key}"  # how the step is recorded: "traffic_off:nginx/checkout-canary"
+TARGET = TargetRef(namespace=NS, deployment=CANARY, traffic=(NGINX,))
+INGRESS_API: Api = NginxCanaryIngress.api
 SAFETY = SafetyRules(allowed_namespaces=frozenset({NS}))
 DEPLOYMENTS = "apps/v1/deployments"
 INGRESSES = "networking.k8s.io/v1/ingresses"
@@ -54,7 +59,7 @@ class Harness:
         cluster: KubeCluster | None = None,
         retry: RetryPolicy | None = None,
         dry_run: bool = False,
-        skip: Collection[Step] = (),
+        skip: Collection[str] = (),
     ) -> list[StepOutcome]:
         return await execute_rollback(
             cluster or self.cluster,
@@ -105,6 +110,8 @@ async def test_rollback_turns_traffic_off_then_scales_to_zero(h: Harness) -> Non
         (Step.SCALE_ZERO, StepResult.DONE),
         (Step.EVENT, StepResult.DONE),
     ]
+    assert [o.id for o in outcomes] == ["check", TRAFFIC_OFF, "scale_zero", "event"]
+    assert outcomes[1].ref == NGINX
     assert h.canary_annotation() == "false" and h.canary_replicas() == 0
     ingress_annotations = h.emu.get_object(INGRESSES, NS, CANARY)["metadata"]["annotations"]
     assert ingress_annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"  # merged, not replaced
@@ -124,6 +131,8 @@ async def test_ingress_is_patched_before_the_scale_down_and_stable_objects_are_u
 async def test_outcomes_record_the_previous_values_for_an_undo(h: Harness) -> None:
     check, traffic, scale, event = await h.rollback()
     assert check.before["labels"]["version"] == "canary" and check.before["images"] == ["checkout:1.5.0"]
+    canary_routing = {CANARY_ANNOTATION: "true", "nginx.ingress.kubernetes.io/canary-weight": "10"}
+    assert check.before["traffic"] == {NGINX.key: {"annotations": canary_routing}}  # decision-time facts
     assert traffic.before == {"annotations": {CANARY_ANNOTATION: "true"}}
     assert traffic.after == {"annotations": {CANARY_ANNOTATION: "false"}}
     assert (scale.before, scale.after) == ({"replicas": 2}, {"replicas": 0})
@@ -163,7 +172,8 @@ async def test_target_without_ingress_only_scales(h: Harness) -> None:
 
 
 async def test_forged_target_pointing_at_the_stable_deployment_is_refused(h: Harness) -> None:
-    outcomes = await h.rollback(TargetRef(namespace=NS, deployment="checkout", ingress="checkout"))
+    forged = TargetRef(namespace=NS, deployment="checkout", traffic=(TrafficRef("nginx", "checkout"),))
+    outcomes = await h.rollback(forged)
     [check] = outcomes
     assert (check.step, check.result, check.reason) == (Step.CHECK, StepResult.REFUSED, FailureReason.NOT_CANARY)
     assert check.before["labels"]["version"] == "stable"
@@ -171,7 +181,7 @@ async def test_forged_target_pointing_at_the_stable_deployment_is_refused(h: Har
 
 
 async def test_namespace_outside_the_allowlist_is_refused_without_any_call(h: Harness) -> None:
-    outcomes = await h.rollback(TargetRef(namespace="kube-system", deployment=CANARY, ingress=CANARY))
+    outcomes = await h.rollback(TargetRef(namespace="kube-system", deployment=CANARY, traffic=(NGINX,)))
     assert results(outcomes) == [(Step.CHECK, StepResult.REFUSED)]
     assert outcomes[0].reason is FailureReason.NAMESPACE_NOT_ALLOWED and outcomes[0].attempts == 0
     assert h.emu.calls == []  # not a single request reached the API
@@ -236,9 +246,9 @@ class RacingCluster(KubeCluster):
         self._emu = emu
         self._raced = False
 
-    async def get_ingress(self, namespace: str, name: str) -> IngressView:
-        view = await super().get_ingress(namespace, name)
-        if not self._raced:
+    async def get_object(self, api: Api, namespace: str, name: str) -> ObjectView:
+        view = await super().get_object(api, namespace, name)
+        if api == INGRESS_API and not self._raced:
             self._raced = True
             stored = self._emu.get_object(INGRESSES, namespace, name)
             stored["metadata"]["labels"] = {"touched": "by-someone-else"}
@@ -288,7 +298,7 @@ async def test_exhausted_retries_fail_with_the_last_reason(h: Harness) -> None:
 
 async def test_missing_deployment_is_refused_by_the_check(h: Harness) -> None:
     """Nothing to roll back is a refusal (reported, not retried), not a failure that would be retried for ever."""
-    outcomes = await h.rollback(TargetRef(namespace=NS, deployment="ghost", ingress=CANARY))
+    outcomes = await h.rollback(TargetRef(namespace=NS, deployment="ghost", traffic=(NGINX,)))
     assert results(outcomes) == [(Step.CHECK, StepResult.REFUSED)]
     assert outcomes[0].reason is FailureReason.NOT_FOUND and h.emu.mutations == []
     assert "does not exist" in outcomes[0].message
@@ -364,14 +374,14 @@ async def test_dry_run_of_a_forged_target_is_still_refused(h: Harness) -> None:
 
 
 async def test_skipped_steps_are_not_run(h: Harness) -> None:
-    outcomes = await h.rollback(skip={Step.CHECK, Step.TRAFFIC_OFF})
+    outcomes = await h.rollback(skip={"check", TRAFFIC_OFF})
     assert [o.step for o in outcomes] == [Step.SCALE_ZERO, Step.EVENT]
     assert h.canary_annotation() == "true" and h.canary_replicas() == 0
     assert results(outcomes)[-1] == (Step.EVENT, StepResult.DONE)  # a resumed rollback still announces itself
 
 
 async def test_skip_does_not_bypass_the_namespace_allowlist(h: Harness) -> None:
-    outcomes = await h.rollback(TargetRef(namespace="prod", deployment=CANARY), skip={Step.CHECK})
+    outcomes = await h.rollback(TargetRef(namespace="prod", deployment=CANARY), skip={"check"})
     assert outcomes[0].reason is FailureReason.NAMESPACE_NOT_ALLOWED and h.emu.calls == []
 
 
@@ -387,23 +397,38 @@ async def test_views_from_the_adapter(h: Harness) -> None:
 
 
 async def test_stale_resource_version_from_the_adapter_is_a_conflict(h: Harness) -> None:
-    ingress = await h.cluster.get_ingress(NS, CANARY)
-    await h.cluster.set_ingress_annotations(NS, CANARY, annotations={"x": "1"}, resource_version="")
+    ingress = await h.cluster.get_object(INGRESS_API, NS, CANARY)
+    await h.cluster.patch_object(
+        INGRESS_API, NS, CANARY, patch={"metadata": {"annotations": {"x": "1"}}}, resource_version=""
+    )
     with pytest.raises(ClusterError) as info:
-        await h.cluster.set_ingress_annotations(
-            NS, CANARY, annotations={"x": "2"}, resource_version=ingress.resource_version
+        await h.cluster.patch_object(
+            INGRESS_API,
+            NS,
+            CANARY,
+            patch={"metadata": {"annotations": {"x": "2"}}},
+            resource_version=ingress.resource_version,
         )
     assert info.value.reason is FailureReason.CONFLICT and info.value.status == 409 and info.value.retryable
     assert isinstance(info.value.__cause__, Exception)
 
 
 async def test_none_deletes_an_annotation(h: Harness) -> None:
-    ingress = await h.cluster.get_ingress(NS, CANARY)
-    patched = await h.cluster.set_ingress_annotations(
-        NS, CANARY, annotations={CANARY_ANNOTATION: None}, resource_version=ingress.resource_version
+    ingress = await h.cluster.get_object(INGRESS_API, NS, CANARY)
+    assert (ingress.namespace, ingress.name) == (NS, CANARY) and ingress.resource_version
+    assert ingress.body["metadata"]["annotations"][CANARY_ANNOTATION] == "true"
+    patched = await h.cluster.patch_object(
+        INGRESS_API,
+        NS,
+        CANARY,
+        patch={"metadata": {"annotations": {CANARY_ANNOTATION: None}}},
+        resource_version=ingress.resource_version,
     )
-    assert CANARY_ANNOTATION not in patched.annotations
-    assert patched.annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+    annotations = patched.body["metadata"]["annotations"]
+    assert CANARY_ANNOTATION not in annotations
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+    assert patched.resource_version != ingress.resource_version
+    assert h.emu.get_object(INGRESSES, NS, CANARY)["metadata"]["annotations"] == annotations
 
 
 async def test_ping(h: Harness) -> None:
@@ -466,7 +491,12 @@ def _not_ready(h: Harness) -> None:
 
 async def restore_after_rollback(h: Harness, *, ready_after_polls: int | None, timeout_s: float) -> list[StepOutcome]:
     await h.rollback()
-    point = RestorePoint(replicas=2, annotation="true", images=("checkout:1.5.0",), traffic_step=True)
+    traffic = TrafficPoint(
+        ref=NGINX,
+        before={"annotations": {CANARY_ANNOTATION: "true"}},
+        after={"annotations": {CANARY_ANNOTATION: "false"}},
+    )
+    point = RestorePoint(replicas=2, images=("checkout:1.5.0",), traffic=(traffic,))
     polls = 0
 
     async def slow_pods(seconds: float) -> None:
@@ -509,6 +539,7 @@ async def test_restore_lets_traffic_in_only_once_the_pods_are_ready(h: Harness) 
         (Step.SCALE_RESTORE, StepResult.DONE),
         (Step.TRAFFIC_RESTORE, StepResult.DONE),
     ]
+    assert outcomes[-1].id == f"traffic_restore:{NGINX.key}"
     assert h.canary_replicas() == 2 and h.canary_annotation() == "true"
 
 

@@ -19,7 +19,7 @@ from support import (
     write_config,
 )
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
 ADMIN = bearer(ADMIN_TOKEN)
@@ -112,7 +112,7 @@ async def test_replay_dry_run_by_id_changes_nothing_and_is_audited(
             {
                 "target": "shop/payments-canary",
                 "incident": body["decisions"][0]["incident"],
-                "steps": ["check", "traffic_off", "scale_zero", "event"],
+                "steps": ["check", "traffic_off:nginx/payments-canary", "scale_zero", "event"],
             }
         ]
         status, body = await call(running, "POST", "/api/v1/replay", json={"notification_id": 1})
@@ -223,7 +223,12 @@ async def test_audit_api_filters_paginates_and_verifies(tmp_path: Path, cluster:
         status, page = await call(
             running, "GET", "/api/v1/audit?kind=action&target=shop/checkout-canary", headers=reader
         )
-        assert [e["data"]["step"] for e in page["entries"]] == ["check", "traffic_off", "scale_zero", "event"]
+        assert [e["data"]["step"] for e in page["entries"]] == [
+            "check",
+            "traffic_off:nginx/checkout-canary",
+            "scale_zero",
+            "event",
+        ]
         status, page = await call(
             running, "GET", "/api/v1/audit?since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z", headers=reader
         )

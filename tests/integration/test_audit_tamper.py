@@ -20,9 +20,9 @@ import orjson
 import pytest
 from support import READ_TOKEN, alert, bearer, notification, running_responder, write_config
 
-from responder.cli import main
-from responder.emulator import Emulator
+from responder.cli.main import main
 from responder.store import entry_hash
+from responder.testing.emulator import Emulator
 
 HMAC_KEY = "audit-hmac-key-9b1f0c7e54d2a8e3"
 HISTORY = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import ADMIN_TOKEN, READ_TOKEN, alert, notification, running_responder, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 

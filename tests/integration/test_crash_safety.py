@@ -23,7 +23,7 @@ from support import (
     write_config,
 )
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 

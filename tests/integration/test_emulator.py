@@ -15,7 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from responder.emulator import Emulator, parse_label_selector, run_emulator, sample_canary_objects
+from responder.testing.emulator import Emulator, parse_label_selector, run_emulator, sample_canary_objects
 
 NS = "shop"
 CANARY = "checkout-canary"

@@ -39,16 +39,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydantic import ValidationError
 from support import alert, notification, write_config
 
-from responder.actions import RetryPolicy
 from responder.app import engine_options
 from responder.config import load_settings
 from responder.core.decide import DecisionCore, shifted
 from responder.core.model import AlertStatus, FailureReason
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
+from responder.engine.executor import RetryPolicy
 from responder.metrics import Metrics
-from responder.outbox import build_outbox
-from responder.store import Store
+from responder.notify import build_outbox
+from responder.store.sqlite import SqliteStore
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -56,7 +56,8 @@ PERSIST_FOR = timedelta(minutes=2)
 LIVE = ("a", "b")  # canaries with the marker, each with an Ingress
 APPS = (*LIVE, "c", "ghost")  # c-canary lacks the marker; ghost-canary does not exist
 BASELINE = {"replicas": 3, "canary": "true"}
-WRITES = ("set_ingress_annotations", "set_replicas")
+WRITES = ("patch_object", "set_replicas")
+CANARY = "nginx.ingress.kubernetes.io/canary"
 STARTS = {
     "10m ago": -600.0,
     "1m ago": -60.0,
@@ -108,8 +109,8 @@ class EngineMachine(RuleBasedStateMachine):
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    async def _open(self) -> tuple[Engine, Store, Any]:
-        store = Store(self.dir / "responder.db")
+    async def _open(self) -> tuple[Engine, SqliteStore, Any]:
+        store = SqliteStore(self.dir / "responder.db")
         await store.open()
         metrics = Metrics()
         outbox = build_outbox(self.settings, self.secrets, store=store, metrics=metrics)
@@ -148,7 +149,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.run(self.engine.drain(within=20))
 
     async def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return await self.store.read(lambda conn: [tuple(r) for r in conn.execute(sql, args)])
+        return await self.store.read(lambda r: [tuple(row) for row in r.conn.execute(sql, args)])
 
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return self.run(self._rows(sql, *args))
@@ -205,7 +206,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(app=st.sampled_from(LIVE))
     def restore(self, app: str) -> None:
-        result = self.run(self.engine.restore("shop", f"{app}-canary", actor="admin:test", dry_run=False))
+        result = self.run(self.engine.operations.restore("shop", f"{app}-canary", actor="admin:test", dry_run=False))
         self.settle()
         if result.status == "restored":
             assert self.fake.state_of("shop", app)["replicas"] == BASELINE["replicas"], result
@@ -216,7 +217,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(pause=st.booleans())
     def pause_or_resume(self, pause: bool) -> None:
-        self.run(self.engine.set_paused(paused=pause, actor="test", reason="state machine"))
+        self.run(self.engine.operations.set_paused(paused=pause, actor="test", reason="state machine"))
         self.paused = pause
         self.tick += 1
         self.settle()
@@ -233,7 +234,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.settle()
 
     @rule(
-        method=st.sampled_from([*WRITES, "get_deployment", "get_ingress", "get_scale"]),
+        method=st.sampled_from([*WRITES, "get_deployment", "get_object", "get_scale"]),
         reason=st.sampled_from([FailureReason.SERVER_ERROR, FailureReason.FORBIDDEN, FailureReason.TIMEOUT]),
         times=st.integers(1, 3),
         land=st.booleans(),
@@ -301,6 +302,11 @@ class EngineMachine(RuleBasedStateMachine):
                 continue
             assert mutation.namespace == "shop", mutation
             assert mutation.name.endswith("-canary"), mutation  # never a stable Deployment
+            if mutation.method == "patch_object":  # only the canary Ingress's canary annotation, nothing else
+                assert mutation.args["plural"] == "ingresses", mutation
+                assert set(mutation.args["patch"]) == {"metadata"}, mutation
+                assert set(mutation.args["patch"]["metadata"]) == {"annotations"}, mutation
+                assert set(mutation.args["patch"]["metadata"]["annotations"]) == {CANARY}, mutation
             deployment = mutation.snapshot["deployments"][("shop", mutation.name)]
             assert deployment["labels"].get("version") == "canary", mutation
 

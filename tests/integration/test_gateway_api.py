@@ -10,24 +10,43 @@ from typing import Any
 import pytest
 from support import alert, notification, running_responder, write_config
 
-from responder.actions import RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
 from responder.adapters.kube import KubeCluster, open_cluster
-from responder.core.model import FailureReason, Step, StepResult, TargetRef
-from responder.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
+from responder.core.model import FailureReason, ObjectView, Step, StepResult, TargetRef, TrafficRef
 from responder.engine import restore_point
+from responder.engine.executor import RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
 from responder.store import RollbackRecord
+from responder.testing.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
+from responder.traffic import Api
 
 NS = "shop"
 ROUTES = "gateway.networking.k8s.io/v1/httproutes"
-TARGET = TargetRef(namespace=NS, deployment="checkout-canary", httproute="checkout", canary_backend="checkout-canary")
+
+
+def route_ref(name: str = "checkout", *, backend: str = "checkout-canary") -> TrafficRef:
+    return TrafficRef("httproute", name, (("canary_backend", backend),))
+
+
+def route_target(deployment: str = "checkout-canary", **ref: str) -> TargetRef:
+    return TargetRef(namespace=NS, deployment=deployment, traffic=(route_ref(**ref),))
+
+
+ROUTE = route_ref()
+ROUTE_OFF = f"traffic_off:{ROUTE.key}"  # how the step is recorded: "traffic_off:httproute/checkout"
+TARGET = route_target()
 SAFETY = SafetyRules(allowed_namespaces=frozenset({NS}))
-GATEWAY_TARGET = {
+GATEWAY_TARGET = {  # the shorthand fields from before traffic references
     "name": "gateway",
     "namespace": "{namespace}",
     "deployment": "{app}-canary",
     "ingress": None,
     "httproute": "{app}",
     "canary_backend": "{app}-canary",
+}
+GATEWAY_TRAFFIC_TARGET = {
+    "name": "gateway",
+    "namespace": "{namespace}",
+    "deployment": "{app}-canary",
+    "traffic": [{"kind": "httproute", "name": "{app}", "canary_backend": "{app}-canary"}],
 }
 
 
@@ -88,10 +107,11 @@ async def test_route_off_weights_the_canary_to_zero_before_the_scale_down(gw: tu
     outcomes = await rollback(cluster)
     assert results(outcomes) == [
         (Step.CHECK, StepResult.DONE),
-        (Step.ROUTE_OFF, StepResult.DONE),
+        (Step.TRAFFIC_OFF, StepResult.DONE),
         (Step.SCALE_ZERO, StepResult.DONE),
         (Step.EVENT, StepResult.DONE),
     ]
+    assert [o.id for o in outcomes] == ["check", ROUTE_OFF, "scale_zero", "event"]
     assert weights(emu) == [100, 0]
     route = emu.get_object(ROUTES, NS, "checkout")
     assert route["spec"]["rules"][1] == {
@@ -110,7 +130,7 @@ async def test_route_off_weights_the_canary_to_zero_before_the_scale_down(gw: tu
         ]
     }
     assert route_step.after["rules"][0]["backendRefs"][1] == {"name": "checkout-canary", "weight": 0}
-    assert "weighted 0 on HTTPRoute checkout" in outcomes[-1].after["message"]
+    assert "backendRef checkout-canary weighted 0 on HTTPRoute checkout" in outcomes[-1].after["message"]
 
 
 async def test_a_second_rollback_is_a_noop(gw: tuple[Emulator, KubeCluster]) -> None:
@@ -119,7 +139,7 @@ async def test_a_second_rollback_is_a_noop(gw: tuple[Emulator, KubeCluster]) -> 
     count = len(emu.mutations)
     outcomes = await rollback(cluster)
     assert results(outcomes)[1:] == [
-        (Step.ROUTE_OFF, StepResult.NOOP),
+        (Step.TRAFFIC_OFF, StepResult.NOOP),
         (Step.SCALE_ZERO, StepResult.NOOP),
         (Step.EVENT, StepResult.NOOP),
     ]
@@ -139,12 +159,14 @@ async def test_a_concurrent_edit_between_read_and_patch_is_not_overwritten(gw: t
     emu, cluster = gw
     # Someone else changes the route after our CHECK read it: our patch carries the stale resourceVersion,
     # gets 409, and the retry works from the route as it now is (their 80/20 split, not our old 90/10).
-    real_get = cluster.get_httproute
+    real_get = cluster.get_object
     reads = 0
 
-    async def get_then_edit(namespace: str, name: str) -> Any:
+    async def get_then_edit(api: Api, namespace: str, name: str) -> ObjectView:
         nonlocal reads
-        found = await real_get(namespace, name)
+        found = await real_get(api, namespace, name)
+        if api.plural != "httproutes":
+            return found
         reads += 1
         if reads == 1:
             route = emu.get_object(ROUTES, NS, "checkout")
@@ -153,7 +175,7 @@ async def test_a_concurrent_edit_between_read_and_patch_is_not_overwritten(gw: t
             emu.put_object(ROUTES, NS, "checkout", route)
         return found
 
-    cluster.get_httproute = get_then_edit  # type: ignore[method-assign]
+    cluster.get_object = get_then_edit  # type: ignore[method-assign]
     outcomes = await rollback(cluster)
     route_step = outcomes[1]
     assert route_step.result is StepResult.DONE and route_step.attempts == 2
@@ -165,8 +187,7 @@ async def test_a_route_without_the_canary_backend_fails_before_anything_is_mutat
     gw: tuple[Emulator, KubeCluster],
 ) -> None:
     emu, cluster = gw
-    wrong = TargetRef(namespace=NS, deployment="checkout-canary", httproute="checkout", canary_backend="nope")
-    outcomes = await rollback(cluster, wrong)
+    outcomes = await rollback(cluster, route_target(backend="nope"))
     assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)]
     assert outcomes[0].reason is FailureReason.INVALID and "nope" in outcomes[0].message
     assert emu.mutations == []
@@ -174,16 +195,14 @@ async def test_a_route_without_the_canary_backend_fails_before_anything_is_mutat
 
 async def test_a_missing_route_is_a_permanent_failure(gw: tuple[Emulator, KubeCluster]) -> None:
     emu, cluster = gw
-    missing = TargetRef(namespace=NS, deployment="checkout-canary", httproute="ghost", canary_backend="checkout-canary")
-    outcomes = await rollback(cluster, missing)
+    outcomes = await rollback(cluster, route_target(name="ghost"))
     assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)] and outcomes[0].reason is FailureReason.NOT_FOUND
     assert emu.mutations == []
 
 
 async def test_the_stable_deployment_is_refused_even_with_a_route(gw: tuple[Emulator, KubeCluster]) -> None:
     emu, cluster = gw
-    stable = TargetRef(namespace=NS, deployment="checkout", httproute="checkout", canary_backend="checkout-canary")
-    outcomes = await rollback(cluster, stable)
+    outcomes = await rollback(cluster, route_target("checkout"))
     assert results(outcomes) == [(Step.CHECK, StepResult.REFUSED)] and emu.mutations == []
 
 
@@ -202,21 +221,19 @@ async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_rout
     outcomes = await rollback(cluster)
     record = RollbackRecord(
         incident="i",
-        target=TARGET.key,
-        namespace=NS,
-        deployment="checkout-canary",
-        ingress=None,
+        target=TARGET,
         created_at="",
         received_at=0.0,
         status="done",
         dry_run=False,
-        steps={o.step.value: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
+        steps={o.id: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
         cites=[],
-        httproute="checkout",
-        canary_backend="checkout-canary",
     )
+    assert ROUTE_OFF in record.steps
     point = restore_point([record])
-    assert point is not None and point.route_before is not None
+    assert point is not None
+    [route_point] = point.traffic
+    assert route_point.ref == ROUTE and route_point.before == outcomes[1].before
 
     async def on_step(outcome: StepOutcome) -> None:
         pass
@@ -225,8 +242,9 @@ async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_rout
     assert results(restored) == [
         (Step.CHECK, StepResult.DONE),
         (Step.SCALE_RESTORE, StepResult.DONE),
-        (Step.ROUTE_RESTORE, StepResult.DONE),
+        (Step.TRAFFIC_RESTORE, StepResult.DONE),
     ]
+    assert restored[-1].id == f"traffic_restore:{ROUTE.key}"
     assert weights(emu) == [90, 10]
     assert emu.get_object("apps/v1/deployments", NS, "checkout-canary")["spec"]["replicas"] == 2
 
@@ -239,20 +257,23 @@ async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_rout
     assert refused[0].reason is FailureReason.CHANGED_SINCE
 
 
-async def test_the_whole_responder_rolls_back_an_httproute_canary_and_restores_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", [GATEWAY_TARGET, GATEWAY_TRAFFIC_TARGET], ids=["shorthand", "traffic"])
+async def test_the_whole_responder_rolls_back_an_httproute_canary_and_restores_it(
+    tmp_path: Path, target: dict[str, Any]
+) -> None:
     async with run_emulator([*sample_canary_objects(NS, "checkout"), route_object(canary_weight=None)]) as (emu, url):
-        config = write_config(tmp_path, kube_url=url, targets=[GATEWAY_TARGET])
+        config = write_config(tmp_path, kube_url=url, targets=[target])
         async with running_responder(config) as running:
             assert (await running.post_alerts(notification(alert()))).status == 200
             await running.services.engine.drain()
             [record] = await running.services.store.rollbacks()
-            assert record.status == "done" and record.httproute == "checkout"
-            assert record.canary_backend == "checkout-canary"
+            assert record.status == "done" and record.target.traffic == (ROUTE,)
             assert weights(emu) == [91, 0]  # an unset canary weight counts as 1
             intent = next(e for e in running.captured if e["kind"] == "rollback.intent")
-            assert intent["data"]["plan"] == ["check", "route_off", "scale_zero", "event"]
+            assert intent["data"]["plan"] == ["check", ROUTE_OFF, "scale_zero", "event"]
 
-            result = await running.services.engine.restore(NS, "checkout-canary", actor="test", dry_run=False)
+            operations = running.services.engine.operations
+            result = await operations.restore(NS, "checkout-canary", actor="test", dry_run=False)
             assert result.status == "restored", result.message
             assert weights(emu) == [90, None]  # the weight field is gone again, exactly as before
             assert (await running.services.store.verify()).ok

@@ -19,13 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from support import Running, alert, notification, running_responder, write_config
 
-from responder.actions import REJECTED_AT, REJECTED_IMAGES, REJECTED_INCIDENT, REJECTED_REVISION
 from responder.adapters.kube import open_cluster
 from responder.config import ConfigError
 from responder.core.model import FailureReason
-from responder.emulator import Emulator
+from responder.engine.steps import REJECTED_AT, REJECTED_IMAGES, REJECTED_INCIDENT, REJECTED_REVISION
 from responder.gitops import signature, signing_key
 from responder.ports import ClusterError
+from responder.testing.emulator import Emulator
 
 KEY = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
@@ -132,7 +132,7 @@ async def test_the_rejected_images_land_on_the_canary_deployment(tmp_path: Path,
         stable = emulator.get_object("apps/v1/deployments", "shop", "checkout")["metadata"]
         assert not stable.get("annotations")  # stable untouched
         intent = audit(running, "rollback.intent")[0]
-        assert intent["plan"] == ["check", "traffic_off", "scale_zero", "annotate", "event"]
+        assert intent["plan"] == ["check", "traffic_off:nginx/checkout-canary", "scale_zero", "annotate", "event"]
         [rejected] = audit(running, "gitops.rejected")
         assert rejected["images"] == ["checkout:1.5.0"] and rejected["annotated"] and rejected["webhook"] is False
         assert rejected["incident"] == record.incident and rejected["alerts"] == ["CanaryHighErrorRate"]

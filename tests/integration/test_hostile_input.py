@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from strategies import Probe, dump, hostile_probes
 from support import ADMIN_TOKEN, Running, alert, bearer, notification, running_responder, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 BODY_LIMIT = 1024 * 1024
 EXAMPLES = 200
@@ -112,7 +112,7 @@ async def test_hostile_but_valid_notification_rolls_back_once(running: Running, 
     assert (await response.json())["events"] == 3
     await running.services.engine.drain()
     records = await running.services.store.rollbacks()
-    assert [(r.target, r.status) for r in records] == [("shop/checkout-canary", "done")]
+    assert [(r.key, r.status) for r in records] == [("shop/checkout-canary", "done")]
     decisions = [e.data["outcome"] for e in await running.services.store.audit_entries(kind="decision")]
     assert sorted(decisions) == ["duplicate", "duplicate", "rollback"]
 

@@ -18,8 +18,8 @@ from support import ADMIN_TOKEN, bearer, write_config
 
 from responder.app import build_app
 from responder.config import load_settings
+from responder.http.server import RUNTIME
 from responder.metrics import Metrics
-from responder.web import RUNTIME
 
 BOOM = "/api/v1/boom/{name}"
 
@@ -62,7 +62,7 @@ async def test_an_unexpected_exception_is_a_json_500_logged_and_counted(
     assert "Traceback" not in text and "RuntimeError" not in text and "bug while" not in text
     assert ADMIN_TOKEN not in text
     assert internal_errors(metrics, BOOM) == 2  # by route template: the label stays bounded
-    [record, *_] = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "responder.web"]
+    [record, *_] = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "responder.http"]
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
     assert "GET" in record.getMessage() and BOOM in record.getMessage()
 

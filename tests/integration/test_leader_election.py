@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import Running, alert, notification, running_responder, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 pytestmark = pytest.mark.slow
 

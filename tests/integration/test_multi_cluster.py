@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from support import ADMIN_TOKEN, Running, alert, notification, running_responder, write_config
 
-from responder.emulator import Emulator, run_emulator, sample_canary_objects
-from responder.store import RollbackRecord, Store
+from responder.core.model import TargetRef, TrafficRef
+from responder.store import RollbackRecord
+from responder.store.sqlite import SqliteStore
+from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
 DEPLOYMENTS = "apps/v1/deployments"
 
@@ -55,8 +57,8 @@ async def test_an_alert_touches_only_its_own_cluster(tmp_path: Path, two: Any) -
         assert (await running.post_alerts(notification(alert(cluster="west")))).status == 200
         await settle(running)
         [record] = await running.services.store.rollbacks()
-        assert record.status == "done" and record.cluster == "west"
-        assert record.target == "west/shop/checkout-canary" and record.incident.startswith("west:shop:checkout-canary:")
+        assert record.status == "done" and record.target.cluster == "west"
+        assert record.key == "west/shop/checkout-canary" and record.incident.startswith("west:shop:checkout-canary:")
     assert touched(east) == []
     assert touched(west) == [("Ingress", "checkout-canary"), ("Deployment", "checkout-canary")]
     assert replicas(west) == 0 and replicas(east) == 2
@@ -72,7 +74,7 @@ async def test_an_unknown_or_missing_cluster_is_refused_and_reported(tmp_path: P
         assert "unknown cluster" in refused[0]["reason"] and "'north'" in refused[0]["reason"]
         assert "is none" in refused[1]["reason"]
         notices = await running.services.store.read(
-            lambda conn: [r.kind for r in Store.outbox_rows(conn, f"refused:{refused[0]['event_id']}")]
+            lambda r: [row.kind for row in r.outbox_rows(f"refused:{refused[0]['event_id']}")]
         )
         assert notices == ["refused"]  # the people are told, like any refused alert
         assert await running.services.store.rollbacks() == []
@@ -85,7 +87,7 @@ async def test_same_names_in_both_clusters_are_independent_targets(tmp_path: Pat
         # One notification, one batch, one decision time: the two rollbacks must still be two incidents.
         await running.post_alerts(notification(alert(cluster="east"), alert(cluster="west")))
         await settle(running)
-        records = {r.target: r for r in await running.services.store.rollbacks()}
+        records = {r.key: r for r in await running.services.store.rollbacks()}
         assert set(records) == {"east/shop/checkout-canary", "west/shop/checkout-canary"}
         assert all(r.status == "done" for r in records.values())
         assert len({r.incident for r in records.values()}) == 2
@@ -156,33 +158,29 @@ async def test_a_cluster_label_of_another_name(tmp_path: Path, two: Any) -> None
         await running.post_alerts(notification(alert(k8s_cluster="east")))
         await settle(running)
         [record] = await running.services.store.rollbacks()
-        assert record.cluster == "east"
+        assert record.target.cluster == "east"
     assert replicas(east) == 0 and west.mutations == []
 
 
 async def test_a_rollback_resumed_after_a_restart_goes_to_its_own_cluster(tmp_path: Path, two: Any) -> None:
     (east, east_url), (west, west_url) = two
     path = config(tmp_path, east_url, west_url)
-    store = Store(tmp_path / "responder.db")
+    store = SqliteStore(tmp_path / "responder.db")
     await store.open()
     pending = RollbackRecord(
         incident="west:shop:checkout-canary:20261127T120000.000000Z",
-        target="west/shop/checkout-canary",
-        namespace="shop",
-        deployment="checkout-canary",
-        ingress="checkout-canary",
+        target=TargetRef("shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="west"),
         created_at="2026-11-27T12:00:00Z",
         received_at=0.0,
         status="pending",
         dry_run=False,
         steps={},
         cites=[],
-        cluster="west",
     )
-    await store.write(lambda conn: Store.insert_rollback(conn, pending))
+    await store.write(lambda tx: tx.insert_rollback(pending))
     await store.close()
     async with running_responder(path) as running:  # the intent was durable, the process died before acting
         await settle(running)
         [record] = await running.services.store.rollbacks()
-        assert (record.status, record.cluster) == ("done", "west")
+        assert (record.status, record.target.cluster) == ("done", "west")
     assert east.mutations == [] and replicas(west) == 0

@@ -30,8 +30,8 @@ from support import ADMIN_TOKEN, READ_TOKEN, WEBHOOK_TOKEN, alert, bearer, notif
 
 from responder.app import build_app
 from responder.config import load_settings
-from responder.emulator import Emulator
-from responder.openapi import PATH, document
+from responder.http.openapi import PATH, document
+from responder.testing.emulator import Emulator
 
 CHECKS = [
     not_a_server_error,

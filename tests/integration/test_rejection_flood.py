@@ -11,7 +11,7 @@ import orjson
 import pytest
 from support import READ_TOKEN, WEBHOOK_TOKEN, alert, bearer, notification, read_db, running_responder, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 FLOOD = 200
 
@@ -51,7 +51,7 @@ async def test_an_unauthenticated_flood_is_one_summary_not_one_row_per_request(
         assert summary["remotes"] == ["127.0.0.1"] and summary["first"] <= summary["last"]  # type: ignore[operator]
     assert reasons == {"unauthorized": FLOOD}
     assert paths == {"/api/v1/alerts": FLOOD * 3 // 4, "/api/v1/pause": FLOOD // 4}
-    lines = [r.getMessage() for r in caplog.records if r.name == "responder.web" and "rejected" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "responder.http" and "rejected" in r.getMessage()]
     per_request = [line for line in lines if line.startswith("rejected POST")]
     assert len(per_request) == 1, lines  # the first one of the interval, then the summary
     assert any(f"{FLOOD} requests without valid credentials" in line for line in lines), lines

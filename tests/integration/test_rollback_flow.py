@@ -9,9 +9,10 @@ from pathlib import Path
 
 from support import Running, alert, notification, running_responder, write_config
 
-from responder.emulator import Emulator
+from responder.testing.emulator import Emulator
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
+TRAFFIC_OFF = "traffic_off:nginx/checkout-canary"  # the step id of the canary Ingress's traffic switch
 
 
 def obj(emulator: Emulator, kind: str, name: str) -> dict:
@@ -43,8 +44,8 @@ async def test_error_rate_alert_rolls_back_traffic_first_then_scale(
         assert any(m.kind == "Event" and m.ok for m in emulator.mutations)
 
         [record] = await running.services.store.rollbacks()
-        assert record.status == "done" and record.target == "shop/checkout-canary"
-        assert record.steps["traffic_off"]["before"] == {"annotations": {CANARY: "true"}}
+        assert record.status == "done" and record.key == "shop/checkout-canary"
+        assert record.steps[TRAFFIC_OFF]["before"] == {"annotations": {CANARY: "true"}}
         assert record.steps["scale_zero"]["before"] == {"replicas": 2}
         assert record.cites[0]["alertname"] == "CanaryHighErrorRate"
 
@@ -140,7 +141,7 @@ async def test_permanent_failure_stops_with_manual_action_required(
         await settle(running)
         [record] = await running.services.store.rollbacks()
         assert record.status == "failed"
-        assert record.steps["traffic_off"]["result"] == "done"  # traffic is off even though the scale failed
+        assert record.steps[TRAFFIC_OFF]["result"] == "done"  # traffic is off even though the scale failed
         assert record.steps["scale_zero"]["reason"] == "forbidden"
         assert "manual action required" in record.steps["scale_zero"]["message"]
 
@@ -152,7 +153,7 @@ async def test_transient_failures_are_retried(tmp_path: Path, cluster: tuple[Emu
         await running.post_alerts(notification(alert()))
         await settle(running)
         [record] = await running.services.store.rollbacks()
-        assert record.status == "done" and record.steps["traffic_off"]["attempts"] == 3
+        assert record.status == "done" and record.steps[TRAFFIC_OFF]["attempts"] == 3
 
 
 async def test_two_targets_roll_back_independently(tmp_path: Path, cluster: tuple[Emulator, str]) -> None:
@@ -160,7 +161,7 @@ async def test_two_targets_roll_back_independently(tmp_path: Path, cluster: tupl
     async with running_responder(write_config(tmp_path, kube_url=url)) as running:
         await running.post_alerts(notification(alert(app="checkout"), alert(app="payments")))
         await settle(running)
-        assert {r.target: r.status for r in await running.services.store.rollbacks()} == {
+        assert {r.key: r.status for r in await running.services.store.rollbacks()} == {
             "shop/checkout-canary": "done",
             "shop/payments-canary": "done",
         }

@@ -28,8 +28,8 @@ from support import (
     write_config,
 )
 
-from responder.emulator import Emulator
-from responder.openapi import document
+from responder.http.openapi import document
+from responder.testing.emulator import Emulator
 
 EXAMPLE_PATHS = {
     "/api/v1/targets/{namespace}/{deployment}/restore": "/api/v1/targets/shop/checkout-canary/restore",
@@ -174,7 +174,7 @@ async def test_labels_forged_to_point_at_a_stable_deployment_are_refused_and_aud
         assert (await running.post_alerts(notification(forged))).status == 200
         await running.services.engine.drain()
         [record] = await running.services.store.rollbacks()
-        assert record.target == "shop/checkout" and record.status == "refused"
+        assert record.key == "shop/checkout" and record.status == "refused"
         actions = await running.services.store.audit_entries(kind="action", target="shop/checkout")
         assert [(a.data["step"], a.data["reason"]) for a in actions][0] == ("check", "not_canary")
         # forcing a replay bypasses dedupe and cooldown, never the canary check

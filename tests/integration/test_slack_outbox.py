@@ -15,11 +15,11 @@ import pytest
 from slack_fake import BOT_TOKEN, WEBHOOK_PATH, FakeSlack, fake_slack
 from support import ADMIN_TOKEN, ALL_SECRETS, READ_TOKEN, Running, alert, notification, running_responder, write_config
 
-from responder.emulator import Emulator
-from responder.store import Store
+from responder.testing.emulator import Emulator
 
 SECRETS = (*ALL_SECRETS, BOT_TOKEN, WEBHOOK_PATH.rsplit("/", 1)[1])
 RUNBOOK = "https://runbooks.example.com/canary#high-error-rate"
+DELIVERIES = "canary_responder_notification_deliveries_total"
 
 
 @pytest.fixture
@@ -62,13 +62,13 @@ def block_text(blocks: list[dict[str, Any]]) -> str:
     return orjson.dumps(blocks).decode()
 
 
-async def outbox_rows(running: Running, *, settle: bool = True) -> list[tuple[str, str, int]]:
-    """The outbox, by default once settled: Slack's answer reaches the fake before the worker commits the row's
-    new state."""
-    sql = "SELECT kind, state, attempts FROM outbox ORDER BY id"
+async def outbox_rows(running: Running, *, settle: bool = True) -> list[tuple[str, str, str, int]]:
+    """The outbox (kind, destination, state, attempts), by default once settled: Slack's answer reaches the fake
+    before the worker commits the row's new state."""
+    sql = "SELECT kind, destination, state, attempts FROM outbox ORDER BY id"
     for _ in range(100 if settle else 1):
-        rows = await running.services.store.read(lambda conn: [tuple(r) for r in conn.execute(sql)])
-        if not settle or all(state != "pending" for _, state, _ in rows):
+        rows = await running.services.store.read(lambda r: [tuple(row) for row in r.conn.execute(sql)])
+        if not settle or all(state != "pending" for _, _, state, _ in rows):
             break
         await asyncio.sleep(0.05)
     return rows
@@ -91,7 +91,7 @@ async def test_rollback_gives_one_message_with_everything_and_a_thread_reply_on_
         assert message.body["blocks"][0]["type"] == "header"
         assert "canary 5xx ratio 12.5%" in text  # observed value from the alert's description
         assert "12.50%" in text and "0.20%" in text and "2.40 s" in text and "240.00 req/s" in text  # Prometheus
-        for step in ("check", "traffic_off", "scale_zero"):
+        for step in ("check", "traffic_off:nginx/checkout-canary", "scale_zero"):
             assert f"`{step}`: *done*" in text
         assert "http://prometheus:9090/graph?g0.expr=canary" in text  # generatorURL
         assert (
@@ -114,10 +114,13 @@ async def test_rollback_gives_one_message_with_everything_and_a_thread_reply_on_
         assert reply.body["thread_ts"] == "1700000000.000001"
         assert "Resolved: CanaryHighErrorRate" in reply.body["text"]
         assert len(slack.requests) == 2
-        assert await outbox_rows(running) == [("rollback", "delivered", 1), ("resolved", "delivered", 1)]
+        assert await outbox_rows(running) == [
+            ("rollback", "slack", "delivered", 1),
+            ("resolved", "slack", "delivered", 1),
+        ]
         registry = running.services.metrics.registry
         sample = registry.get_sample_value
-        assert sample("canary_responder_notification_deliveries_total", {"result": "delivered", "reason": ""}) == 2
+        assert sample(DELIVERIES, {"result": "delivered", "reason": "", "destination": "slack"}) == 2
         assert sample("canary_responder_outbox_depth") == 0
         assert [e["data"]["result"] for e in running.captured if e["kind"] == "notification"] == ["delivered"] * 2
 
@@ -143,14 +146,10 @@ async def test_rate_limited_then_delivered_once_after_retry_after(
         [message] = await slack.wait_delivered(1)
         limited, _ = slack.requests
         assert limited.answer == "429" and message.at - limited.at >= 0.95  # Retry-After beats the 50ms backoff
-        assert await outbox_rows(running) == [("rollback", "delivered", 2)]
+        assert await outbox_rows(running) == [("rollback", "slack", "delivered", 2)]
         registry = running.services.metrics.registry
-        assert (
-            registry.get_sample_value(
-                "canary_responder_notification_deliveries_total", {"result": "retry", "reason": "rate_limited"}
-            )
-            == 1
-        )
+        labels = {"result": "retry", "reason": "rate_limited", "destination": "slack"}
+        assert registry.get_sample_value(DELIVERIES, labels) == 1
 
 
 async def test_server_errors_and_a_hanging_receiver_are_retried_until_delivered_once(
@@ -164,7 +163,7 @@ async def test_server_errors_and_a_hanging_receiver_are_retried_until_delivered_
         [message] = await slack.wait_delivered(1)
         assert message.path == WEBHOOK_PATH and message.authorization == ""
         assert [r.answer for r in slack.requests] == ["500", "hang", "500", "ok"]
-        assert await outbox_rows(running) == [("rollback", "delivered", 4)]
+        assert await outbox_rows(running) == [("rollback", "slack", "delivered", 4)]
         reasons = [e["data"].get("reason") for e in running.captured if e["kind"] == "notification"]
         assert reasons == ["server_error", "timeout", "server_error", None]
 
@@ -187,7 +186,7 @@ async def test_a_hanging_slack_never_delays_the_rollback(
         await running.post_alerts(notification(firing(app="checkout")))
         await running.services.engine.drain()
         elapsed = time.monotonic() - started
-        statuses = {r.target: r.status for r in await running.services.store.rollbacks()}
+        statuses = {r.key: r.status for r in await running.services.store.rollbacks()}
         assert statuses == {"shop/payments-canary": "done", "shop/checkout-canary": "done"}
         assert elapsed < 2.0 and not slack.delivered
         assert emulator.get_object("apps/v1/deployments", "shop", "checkout-canary")["spec"]["replicas"] == 0
@@ -208,16 +207,16 @@ async def test_pending_notifications_survive_a_restart_and_are_delivered_once(
         while len(slack.requests) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert not slack.delivered
-        [(kind, state, attempts)] = await outbox_rows(running, settle=False)
-        assert state == "pending" and attempts >= 1
+        [(kind, destination, state, attempts)] = await outbox_rows(running, settle=False)
+        assert destination == "slack" and state == "pending" and attempts >= 1
     slack.default = "ok"
     async with running_responder(config) as running:
         [message] = await slack.wait_delivered(1)
         assert message.body["text"] == "Canary rolled back: shop/checkout-canary"
         await asyncio.sleep(0.3)  # give a duplicate every chance to show up
         assert len(slack.delivered) == 1
-        assert (await outbox_rows(running))[0][1] == "delivered"
-        assert await running.services.store.read(Store.outbox_backlog) == (0, None)
+        assert (await outbox_rows(running))[0][2] == "delivered"
+        assert await running.services.store.read(lambda r: r.outbox_backlog()) == (0, None)
 
 
 async def test_incident_report_endpoints(tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack) -> None:
@@ -247,7 +246,8 @@ async def test_incident_report_endpoints(tmp_path: Path, cluster: tuple[Emulator
         assert body["canary_images"] == record.steps["check"]["before"]["images"]
         assert body["traffic_weight"] == "10%"  # the emulator's canary Ingress, as the check step read it
         assert body["metrics"]["canary"]["error_rate"] == 0.125  # the numbers the Slack message showed
-        assert [a["step"] for a in body["actions"]] == ["check", "traffic_off", "scale_zero", "event"]
+        steps = [a["step"] for a in body["actions"]]
+        assert steps == ["check", "traffic_off:nginx/checkout-canary", "scale_zero", "event"]
         assert body["alerts"][0]["labels"]["alertname"] == "CanaryHighErrorRate" and body["checklist"]
 
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -38,7 +38,8 @@ from responder.core.model import AlertEvent, FailureReason
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
 from responder.metrics import Metrics
-from responder.store import Store, StoreUnavailable
+from responder.store import StoreUnavailable
+from responder.store.sqlite import SqliteStore
 
 
 def recent() -> datetime:
@@ -169,7 +170,7 @@ async def test_a_failed_rollback_is_retried_while_its_alert_fires(tmp_path: Path
 
 
 async def test_a_new_alert_for_a_failed_canary_acts_at_once(tmp_path: Path, fake: FakeCluster) -> None:
-    fake.fail_forever("set_ingress_annotations", FailureReason.FORBIDDEN)
+    fake.fail_forever("patch_object", FailureReason.FORBIDDEN)
     db = tmp_path / "responder.db"
     cfg = config(tmp_path, failed_rollbacks={"retry_interval": "10m", "max_retry_interval": "10m"})
     async with running_responder(cfg, cluster=fake) as running:
@@ -217,7 +218,7 @@ async def test_no_mutation_before_its_intent_is_durable(tmp_path: Path, fake: Fa
     seen: list[tuple[str, list[str], list[str]]] = []
 
     async def inspect(method: str, call: tuple[Any, ...]) -> None:
-        if method.startswith("set_"):
+        if method.startswith("set_") or method == "patch_object":
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 kinds = [str(r[0]) for r in conn.execute("SELECT kind FROM audit")]
                 sql = "SELECT json_extract(data, '$.step') FROM audit WHERE kind='action.intent'"
@@ -228,8 +229,8 @@ async def test_no_mutation_before_its_intent_is_durable(tmp_path: Path, fake: Fa
     async with running_responder(config(tmp_path), cluster=fake) as running:
         await post(running, firing())
         await running.services.engine.drain()
-    assert [m for m, _, _ in seen] == ["set_ingress_annotations", "set_replicas"]
-    steps = {"set_ingress_annotations": "traffic_off", "set_replicas": "scale_zero"}
+    assert [m for m, _, _ in seen] == ["patch_object", "set_replicas"]
+    steps = {"patch_object": "traffic_off:nginx/checkout-canary", "set_replicas": "scale_zero"}
     for method, kinds, intents in seen:
         assert "rollback.intent" in kinds, method
         assert intents[-1] == steps[method], (method, intents)
@@ -342,8 +343,8 @@ async def test_a_decide_loop_that_keeps_crashing_turns_healthz_red(tmp_path: Pat
 
 async def test_an_unknown_cluster_is_refused_by_the_executor_itself(tmp_path: Path) -> None:
     """The core never maps an alert to an unconfigured cluster; the executor refuses one anyway (second line)."""
-    from responder.actions import RetryPolicy, SafetyRules, execute_rollback
-    from responder.core.model import StepResult, TargetRef
+    from responder.core.model import StepResult, TargetRef, TrafficRef
+    from responder.engine.executor import RetryPolicy, SafetyRules, execute_rollback
 
     fake = canaries("checkout")
     recorded: list[Any] = []
@@ -351,7 +352,7 @@ async def test_an_unknown_cluster_is_refused_by_the_executor_itself(tmp_path: Pa
     async def on_step(outcome: Any) -> None:
         recorded.append(outcome)
 
-    target = TargetRef("shop", "checkout-canary", "checkout-canary", cluster="elsewhere")
+    target = TargetRef("shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="elsewhere")
     for clusters in (None, {"prod": frozenset({"shop"})}):
         recorded.clear()
         safety = SafetyRules(allowed_namespaces=frozenset({"shop"}), clusters=clusters)
@@ -360,7 +361,7 @@ async def test_an_unknown_cluster_is_refused_by_the_executor_itself(tmp_path: Pa
     assert fake.calls == []
 
 
-class _HeldStore(Store):
+class _HeldStore(SqliteStore):
     """The real store, except that its first urgent write (a rollback's intent) waits for ``release``: the
     window in which a commit is slow or being retried after a failure."""
 
@@ -376,7 +377,7 @@ class _HeldStore(Store):
         return await super().write(fn, urgent=urgent)
 
 
-def engine_for(tmp_path: Path, store: Store, fake: FakeCluster) -> Engine:
+def engine_for(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> Engine:
     """An engine on its own (no HTTP), over a store and the fake cluster the test controls."""
     settings, _ = load_settings(config(tmp_path), {})
     return Engine(
@@ -398,7 +399,7 @@ async def test_no_step_mutates_while_the_intent_commit_is_delayed(tmp_path: Path
     checked = asyncio.Event()
 
     async def watch(method: str, call: tuple[Any, ...]) -> None:
-        if method == "get_scale" or method == "get_ingress":
+        if method == "get_scale" or method == "get_object":
             checked.set()
 
     fake.before_call = watch
@@ -411,10 +412,7 @@ async def test_no_step_mutates_while_the_intent_commit_is_delayed(tmp_path: Path
         assert fake.mutations == []
         store.release.set()
         await engine.drain()
-        assert [m.method for m in fake.landed() if m.method != "emit_event"] == [
-            "set_ingress_annotations",
-            "set_replicas",
-        ]
+        assert [m.method for m in fake.landed() if m.method != "emit_event"] == ["patch_object", "set_replicas"]
     finally:
         await engine.stop()
         await store.close()
@@ -441,7 +439,7 @@ async def test_a_restore_whose_pods_never_got_ready_can_be_run_again(tmp_path: P
     assert fake.state_of("shop", "checkout")["canary"] == "true"
 
 
-class _SlowLoadStore(Store):
+class _SlowLoadStore(SqliteStore):
     """The real store, except that reading the undecided events on start waits for ``release``."""
 
     def __init__(self, path: Path) -> None:
@@ -477,7 +475,7 @@ async def test_a_notification_accepted_while_the_engine_loads_is_decided_once(
         await store.close()
 
 
-class _StuckStore(Store):
+class _StuckStore(SqliteStore):
     """The real store whose writes never complete while ``stuck`` is set (a database locked by another process)."""
 
     def __init__(self, path: Path) -> None:
@@ -500,7 +498,7 @@ async def test_pause_on_an_unwritable_database_answers_instead_of_hanging(tmp_pa
     try:
         store.stuck = True
         with pytest.raises(StoreUnavailable, match="in effect but not yet recorded"):
-            await asyncio.wait_for(engine.set_paused(paused=True, actor="ops", reason="freeze"), 5)
+            await asyncio.wait_for(engine.operations.set_paused(paused=True, actor="ops", reason="freeze"), 5)
         assert engine.core.paused  # in effect at once
         store.stuck = False
         store.free.set()

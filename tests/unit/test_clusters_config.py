@@ -9,7 +9,7 @@ import pytest
 
 from responder.config import ConfigError, parse_settings
 from responder.core.decide import DecisionCore
-from responder.core.model import AlertEvent, AlertStatus, Outcome, TargetRef
+from responder.core.model import AlertEvent, AlertStatus, Outcome, TargetRef, TrafficRef
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -61,7 +61,9 @@ def test_clusters_inherit_the_global_allowlist_unless_they_have_their_own() -> N
     assert settings.cluster_namespaces() == {"east": frozenset({"shop"}), "west": frozenset({"pay"})}
     core = DecisionCore(settings.core())
     [east] = core.on_event(event(cluster="east"), NOW)
-    assert east.target == TargetRef("shop", "checkout-canary", "checkout-canary", cluster="east")
+    assert east.target == TargetRef(
+        "shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="east"
+    )
     assert east.incident == "east:shop:checkout-canary:20261127T120000.000000Z"
     [west] = core.on_event(event(cluster="west"), NOW)
     assert west.outcome is Outcome.REFUSED and "allowlist of cluster 'west'" in west.reason
@@ -87,6 +89,5 @@ def test_bad_settings_are_refused(overrides: dict[str, Any], message: str) -> No
 def test_an_httproute_target_renders_its_route_and_backend() -> None:
     targets = [{"name": "gw", "ingress": None, "httproute": "{app}-route", "canary_backend": "{app}-canary"}]
     [decision] = DecisionCore(parse_settings(document(targets=targets)).core()).on_event(event(), NOW)
-    assert decision.target == TargetRef(
-        "shop", "checkout-canary", None, httproute="checkout-route", canary_backend="checkout-canary"
-    )
+    route = TrafficRef("httproute", "checkout-route", (("canary_backend", "checkout-canary"),))
+    assert decision.target == TargetRef("shop", "checkout-canary", (route,))

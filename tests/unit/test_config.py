@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from responder.cli import main
+from responder.cli.main import main
 from responder.config import ConfigError, Secrets, format_duration, load_settings, parse_settings
 from responder.core.decide import DecisionCore
 from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode
@@ -365,9 +365,36 @@ def test_check_config_prints_targets_and_policies(
         monkeypatch.setenv(name, value)
     assert main(["check-config", str(write(tmp_path, full_config(secret_dir)))]) == 0
     out = capsys.readouterr().out
-    assert "  - shop: when team=shop -> namespace {namespace}, deployment {app}-canary, ingress {app}-canary" in out
-    assert "  - payments-api: when team=payments -> namespace payments, deployment api-canary, ingress (none)" in out
+    assert (
+        "  - shop: when team=shop -> namespace {namespace}, deployment {app}-canary, traffic nginx/{app}-canary" in out
+    )
+    assert (
+        "  - payments-api: when team=payments -> namespace payments, deployment api-canary,"
+        " traffic (none: scale-down only)" in out
+    )
     assert "  - absolute: when severity=critical -> immediate" in out
+
+
+def test_check_config_prints_every_traffic_object_with_its_options(
+    tmp_path: Path, secret_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    config = yaml.safe_load(full_config(secret_dir))
+    config["targets"] = [
+        {
+            "name": "mesh",
+            "match": {"team": "shop"},
+            "deployment": "{app}-canary",
+            "traffic": [
+                {"kind": "nginx", "name": "{app}-canary"},
+                {"kind": "httproute", "name": "{app}", "canary_backend": "{app}-canary"},
+            ],
+        }
+    ]
+    assert main(["check-config", str(write(tmp_path, yaml.safe_dump(config)))]) == 0
+    out = capsys.readouterr().out
+    assert "traffic nginx/{app}-canary, httproute/{app} (canary_backend={app}-canary)" in out
     assert "  - relative: when kind=relative -> persist for 3m" in out
     assert "  - everything-else: when (any alert) -> notify" in out
     assert "allowed namespaces: shop, payments" in out

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from responder.core.decide import CoreSettings, Decision, DecisionCore
-from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, TargetRef
-from responder.core.rules import PolicyRule, TargetRule
+from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, TargetRef, TrafficRef
+from responder.core.rules import PolicyRule, TargetRule, TrafficTemplate
 from responder.core.webhook import WebhookNotification, to_event
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -19,7 +19,11 @@ CAP_WINDOW = timedelta(minutes=10)
 
 TARGETS = (
     TargetRule(
-        name="shop", match={"team": "shop"}, namespace="{namespace}", deployment="{app}-canary", ingress="{app}-canary"
+        name="shop",
+        match={"team": "shop"},
+        namespace="{namespace}",
+        deployment="{app}-canary",
+        traffic=(TrafficTemplate("nginx", "{app}-canary"),),
     ),
 )
 POLICIES = (
@@ -33,8 +37,8 @@ POLICIES = (
     PolicyRule(name="notify", match={"action": "notify"}, mode=PolicyMode.NOTIFY),
 )
 
-A = TargetRef(namespace="shop", deployment="a-canary", ingress="a-canary")
-B = TargetRef(namespace="shop", deployment="b-canary", ingress="b-canary")
+A = TargetRef(namespace="shop", deployment="a-canary", traffic=(TrafficRef("nginx", "a-canary"),))
+B = TargetRef(namespace="shop", deployment="b-canary", traffic=(TrafficRef("nginx", "b-canary"),))
 
 
 def make_core(**overrides: object) -> DecisionCore:
@@ -481,7 +485,7 @@ class TestGlobalCap:
         assert not held.acts
         assert held.incident is None
         assert "cap" in held.reason
-        assert held.target == TargetRef("shop", "c-canary", "c-canary")
+        assert held.target == TargetRef("shop", "c-canary", (TrafficRef("nginx", "c-canary"),))
         assert core.rolled_back(held.target) is None
 
     def test_cap_frees_up_after_the_window(self) -> None:

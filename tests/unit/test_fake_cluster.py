@@ -11,13 +11,30 @@ from fake_cluster import CANARY_ANNOTATION, STATUS_OF, FakeCluster, FakeMutation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from responder.actions import RestorePoint, RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
-from responder.core.model import FailureReason, Step, TargetRef
+from responder.core.model import FailureReason, Step, TargetRef, TrafficRef
+from responder.engine.executor import (
+    RestorePoint,
+    RetryPolicy,
+    SafetyRules,
+    StepOutcome,
+    TrafficPoint,
+    execute_restore,
+    execute_rollback,
+)
 from responder.ports import ClusterError, ClusterPort
+from responder.traffic import Api
+from responder.traffic.httproute import GatewayHTTPRoute
+from responder.traffic.nginx import NginxCanaryIngress
 
 NS = "shop"
 CANARY = "checkout-canary"
 SAFETY = SafetyRules(allowed_namespaces=frozenset({NS}))
+INGRESS_API, ROUTE_API = NginxCanaryIngress.api, GatewayHTTPRoute.api
+NGINX = TrafficRef("nginx", CANARY)
+ROUTE = TrafficRef("httproute", "checkout", (("canary_backend", CANARY),))
+NGINX_OFF = f"traffic_off:{NGINX.key}"  # the recorded step ids: "traffic_off:nginx/checkout-canary"
+ROUTE_OFF = f"traffic_off:{ROUTE.key}"  # "traffic_off:httproute/checkout"
+NGINX_BACK = f"traffic_restore:{NGINX.key}"
 
 
 @pytest.fixture
@@ -37,7 +54,8 @@ class Crash(BaseException):
 def test_it_implements_every_method_of_the_port() -> None:
     port: ClusterPort = FakeCluster()  # checked statically by mypy
     wanted = {name for name, _ in inspect.getmembers(ClusterPort, inspect.iscoroutinefunction)}
-    assert len(wanted) == 11
+    assert len(wanted) == 9
+    assert {"get_object", "patch_object"} <= wanted
     assert wanted <= {name for name, _ in inspect.getmembers(port, inspect.iscoroutinefunction)}
     for name in wanted:
         ours = inspect.signature(getattr(FakeCluster, name)).parameters
@@ -46,9 +64,7 @@ def test_it_implements_every_method_of_the_port() -> None:
 
 def test_add_canary_creates_the_deployment_and_its_routing(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout", route=True)
-    assert target == TargetRef(
-        namespace=NS, deployment=CANARY, ingress=CANARY, httproute="checkout", canary_backend=CANARY
-    )
+    assert target == TargetRef(namespace=NS, deployment=CANARY, traffic=(NGINX, ROUTE))
     state = fake.state_of(NS, "checkout")
     assert (state["replicas"], state["canary"], state["stable_replicas"]) == (2, "true", 4)
     assert [ref["weight"] for ref in state["rules"][0]["backendRefs"]] == [90, 10]
@@ -62,11 +78,12 @@ async def test_views_are_copies_that_cannot_alias_the_state(fake: FakeCluster) -
     assert dict(deployment.labels) == {"app": "checkout", "version": "canary"}
     assert (deployment.replicas, deployment.ready_replicas, deployment.images) == (2, 2, ("checkout:1.5.0",))
     deployment.labels["version"] = "stable"  # type: ignore[index]  # a Mapping, but really a dict: a fresh one
-    route = await fake.get_httproute(NS, "checkout")
-    route.rules[0]["backendRefs"][0]["weight"] = 0
+    route = await fake.get_object(ROUTE_API, NS, "checkout")
+    route.body["spec"]["rules"][0]["backendRefs"][0]["weight"] = 0
     rules = [{"backendRefs": [{"name": "checkout", "weight": 100}]}]
-    await fake.set_httproute_rules(NS, "checkout", rules=rules, resource_version="")
+    patched = await fake.patch_object(ROUTE_API, NS, "checkout", patch={"spec": {"rules": rules}}, resource_version="")
     rules[0]["backendRefs"][0]["weight"] = 1
+    patched.body["spec"]["rules"][0]["backendRefs"][0]["weight"] = 2
     assert (await fake.get_deployment(NS, CANARY)).labels["version"] == "canary"
     assert fake.state_of(NS, "checkout")["rules"] == [{"backendRefs": [{"name": "checkout", "weight": 100}]}]
 
@@ -74,7 +91,8 @@ async def test_views_are_copies_that_cannot_alias_the_state(fake: FakeCluster) -
 async def test_resource_versions_come_from_one_global_counter(fake: FakeCluster) -> None:
     fake.add_canary(NS, "checkout")
     stable, canary = await fake.get_deployment(NS, "checkout"), await fake.get_deployment(NS, CANARY)
-    ingress = await fake.get_ingress(NS, CANARY)
+    ingress = await fake.get_object(INGRESS_API, NS, CANARY)
+    assert ingress.body["metadata"]["resourceVersion"] == ingress.resource_version
     versions = [int(v.resource_version) for v in (stable, canary, ingress)]
     assert versions == sorted(set(versions))
     assert (await fake.get_scale(NS, CANARY)).resource_version == canary.resource_version
@@ -83,22 +101,27 @@ async def test_resource_versions_come_from_one_global_counter(fake: FakeCluster)
 
 
 @pytest.mark.parametrize(
-    ("method", "kwargs"),
+    ("method", "api", "name", "kwargs"),
     [
-        ("set_ingress_annotations", {"annotations": {CANARY_ANNOTATION: "false"}}),
-        ("set_httproute_rules", {"rules": []}),
-        ("set_deployment_annotations", {"annotations": {"a": "b"}}),
-        ("set_replicas", {"replicas": 0}),
+        (
+            "patch_object",
+            (INGRESS_API,),
+            CANARY,
+            {"patch": {"metadata": {"annotations": {CANARY_ANNOTATION: "false"}}}},
+        ),
+        ("patch_object", (ROUTE_API,), "checkout", {"patch": {"spec": {"rules": []}}}),
+        ("set_deployment_annotations", (), CANARY, {"annotations": {"a": "b"}}),
+        ("set_replicas", (), CANARY, {"replicas": 0}),
     ],
+    ids=["ingress", "httproute", "deployment-annotations", "replicas"],
 )
 async def test_a_stale_resource_version_is_a_conflict_that_changes_nothing(
-    fake: FakeCluster, method: str, kwargs: dict[str, Any]
+    fake: FakeCluster, method: str, api: tuple[Api, ...], name: str, kwargs: dict[str, Any]
 ) -> None:
     fake.add_canary(NS, "checkout", route=True)
-    name = "checkout" if method == "set_httproute_rules" else CANARY
     before = fake.snapshot()
     with pytest.raises(ClusterError) as info:
-        await getattr(fake, method)(NS, name, resource_version="1", **kwargs)
+        await getattr(fake, method)(*api, NS, name, resource_version="1", **kwargs)
     assert (info.value.reason, info.value.status, info.value.retryable) == (FailureReason.CONFLICT, 409, True)
     assert fake.snapshot() == before
     [mutation] = fake.mutations
@@ -107,17 +130,51 @@ async def test_a_stale_resource_version_is_a_conflict_that_changes_nothing(
 
 async def test_an_empty_resource_version_is_unconditional(fake: FakeCluster) -> None:
     fake.add_canary(NS, "checkout")
-    patched = await fake.set_ingress_annotations(
-        NS, CANARY, annotations={CANARY_ANNOTATION: None, "x": "1"}, resource_version=""
-    )
-    assert CANARY_ANNOTATION not in patched.annotations
-    assert patched.annotations["x"] == "1" and patched.annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+    patch = {"metadata": {"annotations": {CANARY_ANNOTATION: None, "x": "1"}}}
+    patched = await fake.patch_object(INGRESS_API, NS, CANARY, patch=patch, resource_version="")
+    annotations = patched.body["metadata"]["annotations"]
+    assert CANARY_ANNOTATION not in annotations
+    assert annotations["x"] == "1" and annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
 
 
-@pytest.mark.parametrize("method", ["get_deployment", "get_ingress", "get_httproute", "get_scale"])
-async def test_a_missing_object_is_not_found(fake: FakeCluster, method: str) -> None:
+async def test_any_other_kind_is_served_as_its_raw_body(fake: FakeCluster) -> None:
+    vs_api = Api("networking.istio.io", "v1", "virtualservices")
+    route = {"route": [{"destination": {"host": "checkout"}, "weight": 90}, {"destination": {"host": CANARY}}]}
+    seeded = fake.add_object("virtualservices", NS, "checkout", {"spec": {"http": [route]}})
+    read = await fake.get_object(vs_api, NS, "checkout")
+    assert read == seeded and read.body["metadata"] == {
+        "name": "checkout",
+        "namespace": NS,
+        "resourceVersion": read.resource_version,
+    }
+    patch = {"metadata": {"labels": {"x": "1"}}, "spec": {"http": []}}  # a merge patch replaces lists whole
+    patched = await fake.patch_object(vs_api, NS, "checkout", patch=patch, resource_version=read.resource_version)
+    assert fake.object_body("virtualservices", NS, "checkout") == patched.body
+    assert patched.body["spec"] == {"http": []} and patched.body["metadata"]["labels"] == {"x": "1"}
+    assert int(patched.resource_version) > int(read.resource_version)
     with pytest.raises(ClusterError) as info:
-        await getattr(fake, method)(NS, "ghost")
+        await fake.patch_object(vs_api, NS, "checkout", patch={"spec": None}, resource_version=read.resource_version)
+    assert (
+        info.value.reason is FailureReason.CONFLICT
+        and fake.object_body("virtualservices", NS, "checkout") == patched.body
+    )
+    assert [m.landed for m in fake.mutations_of("patch_object")] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("method", "api"),
+    [
+        ("get_deployment", ()),
+        ("get_object", (INGRESS_API,)),
+        ("get_object", (ROUTE_API,)),
+        ("get_object", (Api("networking.istio.io", "v1", "virtualservices"),)),  # a kind seeded raw
+        ("get_scale", ()),
+    ],
+    ids=["deployment", "ingress", "httproute", "virtualservice", "scale"],
+)
+async def test_a_missing_object_is_not_found(fake: FakeCluster, method: str, api: tuple[Api, ...]) -> None:
+    with pytest.raises(ClusterError) as info:
+        await getattr(fake, method)(*api, NS, "ghost")
     assert (info.value.reason, info.value.status, info.value.retryable) == (FailureReason.NOT_FOUND, 404, False)
 
 
@@ -295,10 +352,12 @@ async def test_before_call_sees_every_call_with_its_arguments(fake: FakeCluster)
 
 async def test_mutations_carry_a_snapshot_of_the_state_right_after_them(fake: FakeCluster) -> None:
     fake.add_canary(NS, "checkout")
-    await fake.set_ingress_annotations(NS, CANARY, annotations={CANARY_ANNOTATION: "false"}, resource_version="")
+    patch = {"metadata": {"annotations": {CANARY_ANNOTATION: "false"}}}
+    await fake.patch_object(INGRESS_API, NS, CANARY, patch=patch, resource_version="")
     await fake.set_replicas(NS, CANARY, replicas=0, resource_version="")
     traffic, scale = fake.mutations
-    assert traffic.args == {"annotations": {CANARY_ANNOTATION: "false"}, "resource_version": ""}
+    assert (traffic.method, traffic.name) == ("patch_object", CANARY)
+    assert traffic.args == {"plural": "ingresses", "patch": patch, "resource_version": ""}
     assert traffic.state_of(NS, "checkout")["replicas"] == 2 and traffic.state_of(NS, "checkout")["canary"] == "false"
     assert scale.state_of(NS, "checkout") == {"replicas": 0, "canary": "false", "rules": None, "stable_replicas": 4}
     assert state_in(fake.snapshot(), NS, "checkout") == scale.state_of(NS, "checkout")
@@ -322,14 +381,15 @@ async def _ignore(_: StepOutcome) -> None:
     pass
 
 
-async def rollback(fake: FakeCluster, target: TargetRef, **kwargs: Any) -> dict[Step, StepOutcome]:
+async def rollback(fake: FakeCluster, target: TargetRef, **kwargs: Any) -> dict[str, StepOutcome]:
+    """The outcomes by step id ("check", "traffic_off:nginx/checkout-canary", "scale_zero" ...)."""
     outcomes = await execute_rollback(
         fake, target, safety=SAFETY, retry=RetryPolicy(), on_step=_ignore, sleep=_no_sleep, random=lambda: 0.5, **kwargs
     )
-    return {o.step: o for o in outcomes}
+    return {o.id: o for o in outcomes}
 
 
-def results(outcomes: dict[Step, StepOutcome]) -> dict[Step, str]:
+def results(outcomes: dict[str, StepOutcome]) -> dict[str, str]:
     return {step: o.result.value for step, o in outcomes.items()}
 
 
@@ -341,7 +401,8 @@ def scaled_to_zero(fake: FakeCluster) -> FakeMutation:
 async def test_rollback_turns_traffic_off_before_scaling_to_zero(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout")
     outcomes = await rollback(fake, target)
-    assert results(outcomes)[Step.TRAFFIC_OFF] == "done" and results(outcomes)[Step.SCALE_ZERO] == "done"
+    assert list(outcomes) == [Step.CHECK, NGINX_OFF, Step.SCALE_ZERO, Step.EVENT]
+    assert results(outcomes)[NGINX_OFF] == "done" and results(outcomes)[Step.SCALE_ZERO] == "done"
     assert fake.state_of(NS, "checkout") == {"replicas": 0, "canary": "false", "rules": None, "stable_replicas": 4}
     assert scaled_to_zero(fake).state_of(NS, "checkout")["canary"] == "false"  # traffic was already off
     assert {m.name for m in fake.mutations} == {CANARY}  # the stable Deployment was never written to
@@ -351,7 +412,8 @@ async def test_rollback_turns_traffic_off_before_scaling_to_zero(fake: FakeClust
 async def test_rollback_through_an_httproute_weights_the_canary_out_first(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout", ingress=False, route=True)
     outcomes = await rollback(fake, target)
-    assert results(outcomes)[Step.ROUTE_OFF] == "done" and results(outcomes)[Step.SCALE_ZERO] == "done"
+    assert list(outcomes) == [Step.CHECK, ROUTE_OFF, Step.SCALE_ZERO, Step.EVENT]
+    assert results(outcomes)[ROUTE_OFF] == "done" and results(outcomes)[Step.SCALE_ZERO] == "done"
     rules = scaled_to_zero(fake).state_of(NS, "checkout")["rules"]
     weights = [[ref["weight"] for ref in rule["backendRefs"]] for rule in rules]
     assert weights == [[100, 0]]
@@ -362,7 +424,7 @@ async def test_a_second_rollback_changes_nothing(fake: FakeCluster) -> None:
     await rollback(fake, target)
     writes = len(fake.mutations)
     outcomes = await rollback(fake, target)
-    assert results(outcomes)[Step.TRAFFIC_OFF] == "noop" and results(outcomes)[Step.SCALE_ZERO] == "noop"
+    assert results(outcomes)[NGINX_OFF] == "noop" and results(outcomes)[Step.SCALE_ZERO] == "noop"
     assert len(fake.mutations) == writes
 
 
@@ -382,10 +444,10 @@ async def test_a_real_conflict_is_retried_from_a_fresh_read(fake: FakeCluster) -
 
 async def test_an_injected_conflict_is_retried(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout")
-    fake.fail("set_ingress_annotations", FailureReason.CONFLICT, times=2)
+    fake.fail("patch_object", FailureReason.CONFLICT, times=2)
     outcomes = await rollback(fake, target)
-    assert results(outcomes)[Step.TRAFFIC_OFF] == "done"
-    assert [m.landed for m in fake.mutations_of("set_ingress_annotations")] == [False, False, True]
+    assert results(outcomes)[NGINX_OFF] == "done"
+    assert [m.landed for m in fake.mutations_of("patch_object")] == [False, False, True]
     assert scaled_to_zero(fake).state_of(NS, "checkout")["canary"] == "false"
 
 
@@ -402,7 +464,7 @@ async def test_a_timeout_after_the_scale_landed_is_done_and_remembers_the_replic
 async def test_a_non_canary_is_refused_and_nothing_is_written(fake: FakeCluster) -> None:
     fake.add_canary(NS, "checkout")
     before = fake.snapshot()
-    outcomes = await rollback(fake, TargetRef(namespace=NS, deployment="checkout", ingress=CANARY))
+    outcomes = await rollback(fake, TargetRef(namespace=NS, deployment="checkout", traffic=(NGINX,)))
     assert results(outcomes) == {Step.CHECK: "refused"}
     assert outcomes[Step.CHECK].reason is FailureReason.NOT_CANARY
     assert fake.mutations == [] and fake.events == [] and fake.snapshot() == before
@@ -410,14 +472,17 @@ async def test_a_non_canary_is_refused_and_nothing_is_written(fake: FakeCluster)
 
 async def test_a_permanent_failure_of_traffic_off_never_scales(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout")
-    fake.fail_forever("set_ingress_annotations", FailureReason.FORBIDDEN)
+    fake.fail_forever("patch_object", FailureReason.FORBIDDEN)
     outcomes = await rollback(fake, target)
-    assert results(outcomes)[Step.TRAFFIC_OFF] == "failed" and Step.SCALE_ZERO not in outcomes
+    assert results(outcomes)[NGINX_OFF] == "failed" and Step.SCALE_ZERO not in outcomes
     assert fake.state_of(NS, "checkout") == {"replicas": 2, "canary": "true", "rules": None, "stable_replicas": 4}
 
 
-async def restore(fake: FakeCluster, target: TargetRef) -> dict[Step, StepOutcome]:
-    point = RestorePoint(replicas=2, annotation="true", images=("checkout:1.5.0",), traffic_step=True)
+async def restore(fake: FakeCluster, target: TargetRef) -> dict[str, StepOutcome]:
+    """Undo the rollback of the NGINX canary Ingress ``target`` (outcomes by step id)."""
+    on, off = {CANARY_ANNOTATION: "true"}, {CANARY_ANNOTATION: "false"}
+    traffic = TrafficPoint(ref=NGINX, before={"annotations": on}, after={"annotations": off})
+    point = RestorePoint(replicas=2, images=("checkout:1.5.0",), traffic=(traffic,))
     outcomes = await execute_restore(
         fake,
         target,
@@ -428,18 +493,17 @@ async def restore(fake: FakeCluster, target: TargetRef) -> dict[Step, StepOutcom
         sleep=_no_sleep,
         ready_timeout_s=5.0,
     )
-    return {o.step: o for o in outcomes}
+    return {o.id: o for o in outcomes}
 
 
 async def test_restore_scales_back_then_lets_traffic_in(fake: FakeCluster) -> None:
     target = fake.add_canary(NS, "checkout")
     await rollback(fake, target)
     outcomes = await restore(fake, target)
-    assert results(outcomes)[Step.SCALE_RESTORE] == "done" and results(outcomes)[Step.TRAFFIC_RESTORE] == "done"
+    assert results(outcomes)[Step.SCALE_RESTORE] == "done" and results(outcomes)[NGINX_BACK] == "done"
     assert fake.state_of(NS, "checkout")["replicas"] == 2 and fake.state_of(NS, "checkout")["canary"] == "true"
-    [traffic_back] = [
-        m for m in fake.landed("set_ingress_annotations") if m.args["annotations"] == {CANARY_ANNOTATION: "true"}
-    ]
+    traffic_on = {"metadata": {"annotations": {CANARY_ANNOTATION: "true"}}}
+    [traffic_back] = [m for m in fake.landed("patch_object") if m.args["patch"] == traffic_on]
     assert traffic_back.snapshot["deployments"][NS, CANARY]["ready_replicas"] == 2  # pods ready before traffic
 
 
@@ -447,17 +511,17 @@ async def test_restore_with_pods_that_never_get_ready_keeps_traffic_off(fake: Fa
     target = fake.add_canary(NS, "checkout", ready=False)
     await rollback(fake, target)
     outcomes = await restore(fake, target)
-    assert results(outcomes)[Step.SCALE_RESTORE] == "failed" and Step.TRAFFIC_RESTORE not in outcomes
+    assert results(outcomes)[Step.SCALE_RESTORE] == "failed" and NGINX_BACK not in outcomes
     assert outcomes[Step.SCALE_RESTORE].reason is FailureReason.NOT_READY
     assert fake.state_of(NS, "checkout")["replicas"] == 2 and fake.state_of(NS, "checkout")["canary"] == "false"
 
 
 # --- a property: whatever fails, the canary is never scaled to zero while it still takes traffic -----------
 
-_WRITES = ["set_ingress_annotations", "set_replicas", "emit_event"]
+_WRITES = ["patch_object", "set_replicas", "emit_event"]
 _FAULTS = st.lists(
     st.tuples(
-        st.sampled_from(_WRITES + ["get_deployment", "get_ingress", "get_scale"]),
+        st.sampled_from(_WRITES + ["get_deployment", "get_object", "get_scale"]),
         st.sampled_from(list(STATUS_OF)),
         st.integers(min_value=1, max_value=4),
         st.booleans(),

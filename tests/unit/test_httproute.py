@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from responder.core.httproute import (
+from responder.traffic.httproute import (
     RouteProblem,
     apply_snapshot,
     canary_is_off,

@@ -7,21 +7,11 @@ from urllib.parse import unquote
 
 import orjson
 
-from responder.adapters.slack import SlackFailure, classify
-from responder.notify import (
-    Incident,
-    Links,
-    MetricsSnapshot,
-    TrackMetrics,
-    fallback_message,
-    followup_message,
-    incident_message,
-    report,
-    report_markdown,
-    silence_link,
-    time_range_ms,
-)
-from responder.outbox import Backoff
+from responder.notify.destinations.slack.blocks import fallback_message, followup_message, incident_message
+from responder.notify.destinations.slack.client import SlackFailure, classify
+from responder.notify.incident import Incident, Links, MetricsSnapshot, TrackMetrics, silence_link, time_range_ms
+from responder.notify.report import report, report_markdown
+from responder.retry import Backoff
 
 LINKS = Links(
     public_url="https://responder.example.com/",
@@ -160,7 +150,7 @@ def test_report_follows_the_post_rollback_template() -> None:
 
 
 def test_backoff_is_capped_and_honours_retry_after() -> None:
-    backoff = Backoff(base_s=1, cap_s=10)
+    backoff = Backoff(base_delay_s=1, max_delay_s=10, jitter=0.0)
     assert [backoff.delay(n) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
     assert backoff.delay(1, retry_after=30) == 30
     assert backoff.delay(4, retry_after=2) == 8

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from responder.core.decide import CoreSettings, Decision, DecisionCore
 from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode
-from responder.core.rules import PolicyRule, TargetRule
+from responder.core.rules import PolicyRule, TargetRule, TrafficTemplate
 from responder.core.webhook import WebhookNotification, to_event
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -26,7 +26,7 @@ CORE_SETTINGS = CoreSettings(
             match={"team": "shop"},
             namespace="{namespace}",
             deployment="{app}-canary",
-            ingress="{app}-canary",
+            traffic=(TrafficTemplate("nginx", "{app}-canary"),),
         ),
     ),
     policies=(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from responder.rejections import RejectionSummary
+from responder.http.rejections import RejectionSummary
 
 
 def test_counts_by_reason_and_route_with_a_few_sample_addresses() -> None:

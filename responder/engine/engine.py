@@ -1,0 +1,431 @@
+"""The engine: turns durably accepted alert events into decisions, and decisions into rollbacks in their lanes.
+
+Flow: the web layer calls :meth:`Engine.accept` (durable write, then enqueue; no Kubernetes call). One decide task
+feeds events and timer ticks to the pure :class:`DecisionCore`. A batch's acting decisions (rollbacks, retries),
+the "decided" mark of all its events, the core input that produced them and the rollback intents commit first,
+through the store's urgent lane; the rest of the batch is recorded behind them while the next batch is decided.
+Rollbacks run in their target's lane (:mod:`responder.engine.lanes`); recording is :mod:`responder.engine.recorder`;
+pause, replay and restore are :mod:`responder.engine.operations`.
+
+Restart equivalence: every input the core sees (a batch: a tick then its events; a pause flip; a restore; a
+rollback's result) gets a sequence number when the core sees it and is recorded in the same transaction as its
+consequences. On start the engine feeds the recorded inputs again, in order, and so reaches the state it had: a
+restart changes no later decision. Then it decides what is still undecided and resumes every rollback whose intent
+was recorded but whose result was not, with the before-values recorded so far.
+
+Nothing accepted ends in silence: an event the core cannot decide is quarantined (ERROR, audited, notified), a
+record the database refuses for its own data is replaced by a quarantine record, a crash of the decide loop is
+logged, counted and recovered by rebuilding from the database, and a failed rollback is retried while its alerts
+fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from responder.core.decide import Decision, DecisionCore
+from responder.core.model import AlertEvent, Outcome, StepResult, TargetRef
+from responder.engine.durable import Durable, Write
+from responder.engine.executor import REPORTING_STEPS, Planned, RetryPolicy, SafetyRules, StepOutcome
+from responder.engine.lanes import Job, LaneOptions, Lanes
+from responder.engine.operations import Operations
+from responder.engine.recorder import DecidedBatch, Recorder, Started
+from responder.health import Health, supervise
+from responder.metrics import Metrics
+from responder.ports import ClusterPort, NoticeHook
+from responder.store import CoreInput, RollbackRecord, Store, StoreUnavailable, Tx, WriteRejected
+
+log = logging.getLogger("responder.engine")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Saturated(Exception):
+    """The engine's backlog is full: answer 503 so Alertmanager retries later."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    safety: SafetyRules
+    retry: RetryPolicy
+    dry_run: bool = False
+    max_backlog: int = 20_000
+    replay_horizon: timedelta = timedelta(hours=6)
+    annotate: bool = False  # GitOps awareness: annotate the rolled-back Deployment with what was rejected
+    restore_ready_timeout_s: float = 120.0  # restore: how long the restored pods may take to become ready
+    admin_write_timeout_s: float = 10.0  # pause/resume: how long the caller waits for the record to be durable
+
+
+_TICK = None  # queued by poke(): decide now (the clock moved)
+Queued = tuple[AlertEvent, float] | None
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        core: DecisionCore,
+        store: Store,
+        cluster: ClusterPort,
+        metrics: Metrics,
+        options: EngineOptions,
+        clock: Clock = utc_now,
+        notice_hook: NoticeHook | None = None,
+        clusters: Mapping[str, ClusterPort] | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.metrics = metrics
+        self.options = options
+        self.clock = clock
+        self.health = health or Health(metrics)
+        self.durable = Durable(store, metrics)
+        self.recorder = Recorder(notice_hook=notice_hook, dry_run=options.dry_run, annotate=options.annotate)
+        lane_options = LaneOptions(
+            safety=options.safety, retry=options.retry, dry_run=options.dry_run, annotate=options.annotate
+        )
+        self.lanes = Lanes(
+            store=store,
+            durable=self.durable,
+            recorder=self.recorder,
+            metrics=metrics,
+            health=self.health,
+            options=lane_options,
+            cluster=cluster,
+            clusters=clusters or {},
+            finished=self._finished,
+            clock=clock,
+        )
+        self.operations = Operations(self)
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self._waiters: dict[int, asyncio.Future[list[Decision]]] = {}
+        self._recording: asyncio.Task[None] | None = None  # the last batch's record, committing behind
+        self._decider: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._seq = 0  # the last core input's sequence number
+        self._open = 0  # events queued or being decided whose decisions are not recorded yet (drain waits on it)
+        self._queued: set[int] = set()  # ids of the events in the queue: an event is never queued twice
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        """Start deciding and acting: rebuild the core from the database, then take up what is pending.
+        May be called again after :meth:`stop` (a replica that regains the leader lease)."""
+        await self._load()
+        self._decider = asyncio.create_task(
+            supervise("engine-decide", self._decide_loop, health=self.health, recover=self._reload),
+            name="engine-decide",
+        )
+
+    async def stop(self) -> None:
+        if self._decider is not None:
+            self._decider.cancel()
+            await asyncio.gather(self._decider, return_exceptions=True)
+            self._decider = None
+        await self._cancel_work()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+        self._waiters.clear()
+
+    async def _load(self) -> None:
+        self.core = type(self.core)(self.core.settings)  # the same kind of core, empty: the inputs rebuild it
+        self._queue, self._queued, self._open = asyncio.Queue(), set(), 0
+        self._seq = await self.store.last_core_seq()
+        await self._rebuild()
+        # A notification accepted while this loads is queued by accept() and may also be read here: once only.
+        for event, received_at in await self.store.undecided_events():
+            self._enqueue_event(event, received_at)
+        for record in await self.store.rollbacks(status="pending"):
+            self._resume(record)
+
+    async def _reload(self) -> None:
+        """After a crash of the decide loop: drop everything in memory and start again from the database."""
+        await self._cancel_work()
+        await self._load()
+
+    async def _cancel_work(self) -> None:
+        if self._recording is not None:
+            self._recording.cancel()
+            await asyncio.gather(self._recording, return_exceptions=True)
+            self._recording = None
+        await self.lanes.cancel()
+        await self.durable.cancel()
+        self._idle.set()
+
+    async def _rebuild(self) -> None:
+        # Everything older than the horizon has expired from the core's state by construction (dedupe, cooldown,
+        # cap window, persist timers), except a failed rollback still retried while its alerts fire: go back to it.
+        since = self.clock() - self.options.replay_horizon
+        retrying = await self.store.oldest_retrying()
+        if retrying is not None:
+            since = min(since, retrying)
+        inputs = await self.store.core_inputs(since)
+        events = await self.store.events_by_ids([i for item in inputs if item.kind == "batch" for i in _ids(item)])
+        unrecorded: list[tuple[CoreInput, list[Decision]]] = []
+        for item in inputs:
+            decisions = self._apply(item, events)
+            if not item.recorded:
+                unrecorded.append((item, decisions))
+        self.core.set_paused(await self.store.paused())
+        self.core.expire(self.clock())
+        self.metrics.paused.set(1 if self.core.paused else 0)
+        for item, decisions in unrecorded:  # a crash came between a batch's urgent record and the rest of it
+            rest = [d for d in decisions if not d.acts]
+            await self._record(DecidedBatch(decisions=rest, now=item.at, pending_seq=item.seq))
+        if inputs:
+            log.info("rebuilt decision state from %d recorded inputs", len(inputs))
+
+    def _apply(self, item: CoreInput, events: Mapping[int, AlertEvent]) -> list[Decision]:
+        """Feed one recorded input to the core again, exactly as it was fed the first time."""
+        if item.kind == "batch":
+            decisions = self.core.on_tick(item.at)
+            for event_id in _ids(item):
+                event = events.get(event_id)
+                if event is not None:
+                    decisions.extend(self._decide_one(event, item.at, replaying=True))
+            return decisions
+        if item.kind == "pause":
+            self.core.set_paused(item.data.get("why"))
+        elif item.kind == "live":
+            self.core.mark_live(TargetRef.from_dict(item.data["target"]))
+        elif item.kind == "result":
+            self.core.on_result(
+                incident=str(item.data["incident"]),
+                target=TargetRef.from_dict(item.data["target"]),
+                status=str(item.data["status"]),
+                changed=bool(item.data["changed"]),
+                now=item.at,
+            )
+        return []
+
+    def next_input(self, kind: str, at: datetime, data: dict[str, Any], *, recorded: bool = True) -> CoreInput:
+        """Number an input of the core in the order the core sees it (call right before feeding it)."""
+        self._seq += 1
+        return CoreInput(self._seq, at, kind, data, recorded)
+
+    def _resume(self, record: RollbackRecord) -> None:
+        reporting = {Planned(step).id for step in REPORTING_STEPS}
+        finished = {
+            name
+            for name, step in record.steps.items()
+            if name in reporting and step.get("result") in (StepResult.DONE, StepResult.NOOP)
+        }
+        log.warning("resuming rollback %s (reporting steps already done: %s)", record.incident, sorted(finished))
+        job = Job(record.incident, record.target, record.received_at, frozenset(finished), attempt=record.attempts)
+        job.durable.set()  # read back from the database
+        self.lanes.dispatch(job)
+
+    # -- intake (called by the web layer) --
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def saturated(self) -> bool:
+        return self._queue.qsize() >= self.options.max_backlog
+
+    async def accept(
+        self,
+        raw: bytes,
+        events: Sequence[AlertEvent],
+        meta: dict[str, Any],
+        *,
+        received_at: float,
+        truncated: int = 0,
+        source: str = "alertmanager",
+    ) -> list[AlertEvent]:
+        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable."""
+        if self.saturated():
+            raise Saturated(f"engine backlog is full ({self.options.max_backlog} events)")
+        try:
+            stored = await self.store.ingest(
+                raw, events, meta, received_at=received_at, truncated=truncated, source=source
+            )
+        except WriteRejected as exc:  # the payload model's bounds should make this impossible: say so loudly
+            log.error("a notification could not be stored: %s", exc)
+            self.metrics.poison_writes.inc()
+            raise StoreUnavailable(f"the notification could not be stored: {exc}") from exc
+        for event in stored:
+            self._enqueue_event(event, received_at)
+        return stored
+
+    def _enqueue_event(self, event: AlertEvent, received_at: float) -> None:
+        if event.event_id in self._queued:
+            return
+        self._queued.add(event.event_id)
+        self._open += 1
+        self._queue.put_nowait((event, received_at))
+
+    def poke(self) -> None:
+        """Decide now: timers are due by the clock (tests with a fake clock call this after moving it). Counted as
+        open work until the decide loop has taken it, so drain() waits for the tick."""
+        self._open += 1
+        self._queue.put_nowait(_TICK)
+
+    async def decided(self, event_ids: Sequence[int]) -> list[Decision]:
+        """The decisions about these events, once recorded."""
+        loop = asyncio.get_running_loop()
+        waiters = [self._waiters.setdefault(i, loop.create_future()) for i in event_ids]
+        results = await asyncio.gather(*waiters)
+        return [d for decisions in results for d in decisions]
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Wait until every queued event is decided and every lane is idle (tests and the demo)."""
+        deadline = time.monotonic() + within
+        while self._open or self.lanes.busy or not self._idle.is_set() or self._recording_busy():
+            if time.monotonic() > deadline:
+                raise TimeoutError("engine did not drain in time")
+            await asyncio.sleep(0.01)
+
+    def _recording_busy(self) -> bool:
+        return self._recording is not None and not self._recording.done()
+
+    # -- deciding --
+
+    async def _decide_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            self._idle.clear()
+            try:
+                await self._decide(batch)
+            finally:
+                self._idle.set()
+
+    async def _next_batch(self) -> list[tuple[AlertEvent, float]]:
+        deadline = self.core.next_deadline()
+        timeout = None if deadline is None else min(3600.0, max(0.0, (deadline - self.clock()).total_seconds()))
+        found: list[Queued] = []
+        try:
+            found.append(await asyncio.wait_for(self._queue.get(), timeout))
+        except TimeoutError:
+            return []
+        while not self._queue.empty() and len(found) < 256:
+            found.append(self._queue.get_nowait())
+        batch = [item for item in found if item is not None]
+        self._open -= len(found) - len(batch)  # the pokes taken
+        self._queued.difference_update(event.event_id for event, _ in batch)
+        return batch
+
+    def _decide_one(self, event: AlertEvent, now: datetime, *, replaying: bool = False) -> list[Decision]:
+        """The core's decisions for one event; an event it cannot decide is quarantined (ERROR), never retried.
+        Replaying gives the same answer, since the core is deterministic."""
+        try:
+            return self.core.on_event(event, now)
+        except Exception as exc:
+            if not replaying:
+                log.error("could not decide event %d (%s); quarantined", event.event_id, event.alertname, exc_info=exc)
+            reason = f"could not be processed: {type(exc).__name__}: {exc}"[:500]
+            return [Decision(outcome=Outcome.ERROR, event=event, reason=reason)]
+
+    async def _decide(self, batch: list[tuple[AlertEvent, float]]) -> None:
+        now = self.clock()
+        decisions = self.core.on_tick(now)
+        for event, _ in batch:
+            decisions.extend(self._decide_one(event, now))
+        if not batch and not decisions:
+            return  # a timer that changed nothing: nothing to record (replaying it would change nothing either)
+        received = {event.event_id: received_at for event, received_at in batch}
+        event_ids = [event.event_id for event, _ in batch]
+        acting = [d for d in decisions if d.acts]
+        rest = [d for d in decisions if not d.acts]
+        item = self.next_input("batch", now, {"events": event_ids}, recorded=not (acting and rest))
+        if acting:
+            jobs = {d.incident or "": self._job_for(d, received) for d in acting}
+            # Lanes start at once: their CHECK only reads, overlapping the commit of the intents; no step mutates
+            # anything before ``job.durable`` says its intent is on disk.
+            for job in jobs.values():
+                self.lanes.dispatch(job)
+            # The acting decisions commit first, in a small transaction of their own that jumps the store's queue,
+            # so canary traffic goes off without waiting for the record of everything else in a storm's batch.
+            started = {incident: job.started for incident, job in jobs.items()}
+            first = DecidedBatch(decisions=acting, now=now, item=item, event_ids=event_ids, started=started)
+            await self._record(first, urgent=True, events=[d.event for d in decisions])
+            for job in jobs.values():
+                job.durable.set()
+        # The rest is recorded while the next batch is already being decided; one such record at a time keeps
+        # the store's order and bounds what waits in memory. After an acting part, the input is on disk already
+        # (marked "not yet recorded" when a rest follows); otherwise it goes with the rest.
+        if self._recording is not None:
+            await self._recording
+        if acting:
+            later = DecidedBatch(decisions=rest, now=now, pending_seq=item.seq if rest else 0)
+        else:
+            later = DecidedBatch(decisions=rest, now=now, item=item, event_ids=event_ids)
+        self._recording = asyncio.create_task(self._record_later(batch, decisions, later))
+
+    async def _record_later(
+        self, batch: list[tuple[AlertEvent, float]], decisions: list[Decision], later: DecidedBatch
+    ) -> None:
+        if later.decisions or later.item is not None:
+            await self._record(later, events=[d.event for d in later.decisions])
+        for decision in decisions:
+            self.metrics.events.labels(decision.outcome.value).inc()
+        self._open -= len(batch)
+        for event, _ in batch:
+            waiter = self._waiters.pop(event.event_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result([d for d in decisions if d.event.event_id == event.event_id])
+
+    async def _record(self, batch: DecidedBatch, *, urgent: bool = False, events: Sequence[AlertEvent] = ()) -> None:
+        """Write a decided batch; if the database refuses it for its data, a loud quarantine record instead."""
+
+        def quarantine(error: str) -> Write:
+            def write(tx: Tx) -> None:
+                self.recorder.quarantine(
+                    tx, events=events, now=batch.now, error=error, item=batch.item, seq=batch.pending_seq
+                )
+
+            return write
+
+        await self.durable.write(lambda tx: self.recorder.batch(tx, batch), urgent=urgent, fallback=quarantine)
+
+    def _job_for(self, decision: Decision, received: dict[int, float]) -> Job:
+        assert decision.incident is not None and decision.target is not None
+        received_at = received.get(decision.event.event_id, time.time())
+        if decision.outcome is Outcome.RETRY:
+            return Job(decision.incident, decision.target, received_at, attempt=decision.attempt)
+        return Job(decision.incident, decision.target, received_at, prior={})
+
+    # -- what became of a rollback --
+
+    async def _finished(self, job: Job, status: str, changed: bool, outcomes: list[StepOutcome]) -> None:
+        """Tell the core what became of the rollback and record it (and that input) in one transaction."""
+        now = self.clock()
+        data = {"incident": job.incident, "target": job.target.as_dict(), "status": status, "changed": changed}
+        item = self.next_input("result", now, data)
+        self.core.on_result(incident=job.incident, target=job.target, status=status, changed=changed, now=now)
+        retrying = self.core.failing(job.target) == job.incident
+        _log_result(job.started, status, outcomes, retrying=retrying)
+        started = job.started
+        await self.durable.write(
+            lambda tx: self.recorder.result(tx, started, item, status=status, changed=changed, retrying=retrying)
+        )
+        self.metrics.rollbacks.labels(status).inc()
+        self.poke()  # a failed rollback may now have a retry timer
+
+
+def _log_result(started: Started, status: str, outcomes: list[StepOutcome], *, retrying: bool) -> None:
+    where = f"rollback {started.incident} of {started.target.key}"
+    if status == "failed":
+        stopped = next((o for o in outcomes if o.result is StepResult.FAILED), None)
+        detail = f" at {stopped.id}: {stopped.message}" if stopped else ""
+        then = "retried while its alerts fire" if retrying else "manual action required"
+        log.error("%s FAILED%s; %s", where, detail, then)
+    elif status == "refused":
+        log.warning("%s refused by the live safety check", where)
+
+
+def _ids(item: CoreInput) -> list[int]:
+    return [int(i) for i in item.data.get("events", [])]

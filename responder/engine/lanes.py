@@ -1,0 +1,224 @@
+"""Lanes: one serial queue per target, where rollbacks, retries and restores of that target run in order.
+
+Two canaries roll back in parallel; one target never sees concurrent actions. A rollback job runs the executor
+(:mod:`responder.engine.executor`): no step mutates anything before the job's intent is durable (``durable``), each
+write is preceded by its durable write-ahead record, each step's outcome is recorded as it completes, and the final
+status goes back to the engine (``finished``), which tells the decision core. One piece of work that raises is
+reported (:class:`responder.health.Health`) and the lane goes on with the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from responder.core.model import FailureReason, Step, StepResult, TargetRef, iso
+from responder.engine.durable import Durable
+from responder.engine.executor import (
+    REPORTING_STEPS,
+    Planned,
+    RejectionMark,
+    RetryPolicy,
+    SafetyRules,
+    StepOutcome,
+    changed_anything,
+    execute_rollback,
+)
+from responder.engine.recorder import Recorder, Started
+from responder.health import Health
+from responder.metrics import Metrics
+from responder.ports import ClusterError, ClusterPort
+from responder.store import Store
+
+log = logging.getLogger("responder.engine")
+
+Work = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Job:
+    """One run of a rollback: its first run, a retry, or a resume after a restart."""
+
+    incident: str
+    target: TargetRef
+    received_at: float
+    skip: frozenset[str] = frozenset()  # step ids already done (resuming): reporting steps only
+    prior: dict[str, dict[str, Any]] | None = None  # None: read the recorded before-values first (resume, retry)
+    attempt: int = 0  # 0 for the first run, n for the n-th retry
+    durable: asyncio.Event = field(default_factory=asyncio.Event)  # set once the intent is committed
+
+    @property
+    def started(self) -> Started:
+        return Started(incident=self.incident, target=self.target, received_at=self.received_at, attempt=self.attempt)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaneOptions:
+    safety: SafetyRules
+    retry: RetryPolicy
+    dry_run: bool = False
+    annotate: bool = False
+
+
+Finished = Callable[[Job, str, bool, list[StepOutcome]], Awaitable[None]]
+
+
+class Lanes:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        durable: Durable,
+        recorder: Recorder,
+        metrics: Metrics,
+        health: Health,
+        options: LaneOptions,
+        cluster: ClusterPort,
+        clusters: Mapping[str, ClusterPort],
+        finished: Finished,
+        clock: Callable[[], Any],
+    ) -> None:
+        self.store, self.durable, self.recorder = store, durable, recorder
+        self.metrics, self.health, self.options = metrics, health, options
+        self.cluster = cluster  # the home cluster: single-cluster targets (cluster "")
+        self.clusters = clusters  # multi-cluster: one connection per cluster
+        self.finished, self.clock = finished, clock
+        self._lanes: dict[str, asyncio.Queue[Work]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._lanes)
+
+    def cluster_for(self, target: TargetRef) -> ClusterPort:
+        """The connection to the target's cluster; one that refuses every call when the cluster is unknown
+        (the executor's safety check refuses such a target first: this is the second line)."""
+        if not target.cluster:
+            return self.cluster
+        return self.clusters.get(target.cluster) or cast(ClusterPort, _UnknownCluster(target.cluster))
+
+    def dispatch(self, job: Job) -> None:
+        self.enqueue(job.target.key, lambda: self._execute(job))
+
+    def enqueue(self, key: str, work: Work) -> None:
+        """Run ``work`` in the target's lane, after whatever the lane already holds (rollbacks, restores)."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = asyncio.Queue()
+            task = asyncio.create_task(self._lane(key, lane), name=f"lane-{key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        lane.put_nowait(work)
+
+    async def cancel(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._lanes.clear()
+
+    async def _lane(self, key: str, lane: asyncio.Queue[Work]) -> None:
+        """Serial executor for one target; ends (and is recreated on demand) when its queue is empty."""
+        try:
+            while not lane.empty():
+                try:
+                    await lane.get_nowait()()
+                except Exception as exc:
+                    self.health.crashed("lane", exc)
+        finally:
+            self._lanes.pop(key, None)
+
+    async def _execute(self, job: Job) -> None:
+        async def on_step(outcome: StepOutcome) -> None:
+            await self._record_step(job, outcome)
+
+        async def on_intent(planned: Planned, before: dict[str, Any], wanted: dict[str, Any]) -> None:
+            await job.durable.wait()
+            target = job.target.key
+            await self.durable.write(
+                lambda tx: self.recorder.intent(tx, job.incident, target, planned, before, wanted), urgent=True
+            )
+
+        outcomes: list[StepOutcome] = []
+        options = self.options
+        try:
+            prior = job.prior if job.prior is not None else await self._prior(job.incident)
+            mark = RejectionMark(incident=job.incident, at=iso(self.clock())) if options.annotate else None
+            outcomes = await execute_rollback(
+                self.cluster_for(job.target),
+                job.target,
+                safety=options.safety,
+                retry=options.retry,
+                dry_run=options.dry_run,
+                skip=job.skip,
+                mark=mark,
+                on_step=on_step,
+                on_intent=on_intent,
+                prior=prior,
+            )
+            status, changed = final_status(outcomes), changed_anything(outcomes) or options.dry_run
+        except Exception as exc:  # a bug, not a cluster failure: never leave the rollback silent
+            self.health.crashed("rollback", exc)
+            status, changed = "failed", True  # unknown: assume it changed something (the cap stays counted)
+            error = {"incident": job.incident, "error": type(exc).__name__}
+            await self.durable.write(lambda tx: tx.append_audit("rollback.error", error, target=job.target.key))
+        await self.finished(job, status, changed, outcomes)
+
+    async def _prior(self, incident: str) -> dict[str, dict[str, Any]]:
+        """The before-values recorded by earlier runs of this rollback (write-ahead intents and step results)."""
+        records = await self.store.rollbacks(incident=incident)
+        if not records:
+            return {}
+        return {
+            name: step["before"]
+            for name, step in records[0].steps.items()
+            if step.get("result") in ("intent", StepResult.DONE) and isinstance(step.get("before"), dict)
+        }
+
+    async def _record_step(self, job: Job, outcome: StepOutcome) -> None:
+        if outcome.result in (StepResult.DONE, StepResult.NOOP, StepResult.DRY_RUN):
+            self.metrics.action_latency.labels(outcome.step.value).observe(max(0.0, time.time() - job.received_at))
+        self.metrics.actions.labels(outcome.step.value, outcome.result.value).inc()
+        await job.durable.wait()  # never let a mutating step start before the intent is durable
+        target = job.target.key
+
+        def record(tx: Any) -> None:
+            self.recorder.step(tx, job.incident, target, outcome)
+
+        if outcome.step is Step.CHECK and outcome.result is StepResult.DONE:
+            # A passed check changed nothing and the intent is already durable: queue its record (the store
+            # keeps submission order, so it still precedes the traffic step's) instead of putting a commit
+            # between the webhook and canary traffic going off.
+            self.durable.queue(record)
+            return
+        await self.durable.write(record)
+
+
+def final_status(outcomes: list[StepOutcome]) -> str:
+    results = {o.result for o in outcomes if o.step not in REPORTING_STEPS}
+    if StepResult.REFUSED in results:
+        return "refused"
+    if StepResult.FAILED in results:
+        return "failed"
+    if StepResult.DRY_RUN in results:
+        return "dry_run"
+    return "done"
+
+
+class _UnknownCluster:
+    """A ClusterPort for a cluster the configuration no longer knows (a rollback resumed after the cluster was
+    removed): every call fails permanently, so nothing is ever sent to another cluster by mistake."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Callable[..., Awaitable[Any]]:
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ClusterError(FailureReason.UNKNOWN_CLUSTER, f"cluster {self.name!r} is not configured")
+
+        return refuse

@@ -1,0 +1,251 @@
+"""The fixed parts of the OpenAPI document: security schemes and the response schemas the handlers answer with
+(request bodies come from the pydantic models, in :mod:`responder.http.openapi`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+WEBHOOK_AUTH: list[dict[str, list[str]]] = [{"webhookBearer": []}, {"webhookBasic": []}]
+READ_AUTH: list[dict[str, list[str]]] = [{"adminBearer": []}, {"readBearer": []}]
+ADMIN_AUTH: list[dict[str, list[str]]] = [{"adminBearer": []}]
+NO_AUTH: list[dict[str, list[str]]] = []
+
+SECURITY_SCHEMES: Schema = {
+    "webhookBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Webhook role: one of the configured webhook bearer tokens (two at once during rotation). "
+        "May only post alerts (403 elsewhere).",
+    },
+    "webhookBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Webhook role through basic auth (Alertmanager's `basic_auth`), when configured.",
+    },
+    "adminBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Admin role: the admin token; may read and mutate (pause, resume, replay, restore).",
+    },
+    "readBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Read role: the optional read-only token; status, audit and incidents (403 on mutations).",
+    },
+}
+
+# -- response schemas --
+
+ERROR: Schema = {
+    "type": "object",
+    "description": "Every error: a stable code, a human message, and sometimes more fields.",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "limit": {"type": "integer"},
+    },
+    "additionalProperties": True,
+}
+_ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
+_NULLABLE_STRING: Schema = {"type": ["string", "null"]}
+
+RESPONSE_SCHEMAS: dict[str, Schema] = {
+    "Error": ERROR,
+    "Accepted": {
+        "type": "object",
+        "required": ["status", "notification_id", "events"],
+        "properties": {
+            "status": {"const": "accepted"},
+            "notification_id": {"type": "integer"},
+            "events": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+    "Readiness": {
+        "type": "object",
+        "required": ["ready", "checks"],
+        "properties": {
+            "ready": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "required": ["inbox", "kubernetes", "leader"],
+                "additionalProperties": {"type": "string"},
+                "description": '"ok" or why not',
+            },
+        },
+    },
+    "PauseState": {
+        "type": "object",
+        "required": ["paused"],
+        "properties": {
+            "paused": {"type": "boolean"},
+            "actor": {"type": "string"},
+            "reason": {"type": "string"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["version", "dry_run", "paused", "leader", "backlog", "audit"],
+        "properties": {
+            "version": {"type": "string"},
+            "dry_run": {"type": "boolean"},
+            "paused": {"$ref": "#/components/schemas/PauseState"},
+            "leader": {"type": "boolean"},
+            "backlog": {"type": "integer", "minimum": 0},
+            "audit": {
+                "type": "object",
+                "required": ["length", "head"],
+                "properties": {"length": {"type": "integer"}, "head": {"type": "string"}},
+            },
+        },
+    },
+    "Decision": {
+        "type": "object",
+        "required": ["alertname", "fingerprint", "status", "outcome", "reason", "policy", "target", "incident"],
+        "properties": {
+            "alertname": {"type": "string"},
+            "fingerprint": {"type": "string"},
+            "status": {"enum": ["firing", "resolved"]},
+            "outcome": {"type": "string"},
+            "reason": {"type": "string"},
+            "policy": _NULLABLE_STRING,
+            "target": _NULLABLE_STRING,
+            "incident": _NULLABLE_STRING,
+            "deadline": _NULLABLE_STRING,
+        },
+    },
+    "ReplayResult": {
+        "type": "object",
+        "required": ["dry_run", "force", "source", "actor", "decisions", "plan"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "force": {"type": "boolean"},
+            "source": _ANY_OBJECT,
+            "actor": {"type": "string"},
+            "notification_id": {"type": "integer", "description": "only when executed (dry_run false)"},
+            "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}},
+            "plan": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["target", "incident", "steps"],
+                    "properties": {
+                        "target": {"type": "string"},
+                        "incident": _NULLABLE_STRING,
+                        "steps": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+    "RestoreResult": {
+        "type": "object",
+        "required": ["target", "incident", "status", "reason", "message", "steps"],
+        "properties": {
+            "target": {"type": "string"},
+            "incident": _NULLABLE_STRING,
+            "status": {"enum": ["restored", "dry_run", "refused", "failed"]},
+            "reason": _NULLABLE_STRING,
+            "message": {"type": "string"},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["step", "result"],
+                    "properties": {
+                        "step": {"type": "string"},
+                        "result": {"type": "string"},
+                        "before": {},
+                        "after": {},
+                        "reason": _NULLABLE_STRING,
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "AuditEntry": {
+        "type": "object",
+        "required": ["seq", "ts", "kind", "target", "actor", "data", "prev", "hash"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "ts": {"type": "string"},
+            "kind": {"type": "string"},
+            "target": _NULLABLE_STRING,
+            "actor": {"type": "string"},
+            "data": _ANY_OBJECT,
+            "prev": {"type": "string"},
+            "hash": {"type": "string"},
+        },
+    },
+    "AuditPage": {
+        "type": "object",
+        "required": ["entries", "next_after"],
+        "properties": {
+            "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+            "next_after": {"type": ["integer", "null"], "description": "pass as `after` for the next page"},
+        },
+    },
+    "VerifyReport": {
+        "type": "object",
+        "required": ["ok", "length", "head", "problems"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "length": {"type": "integer", "minimum": 0},
+            "head": {"type": "string"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "IncidentSummary": {
+        "type": "object",
+        "required": ["id", "kind", "status", "target", "date", "headline", "url"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "status": {"type": "string"},
+            "target": _NULLABLE_STRING,
+            "date": {"type": "string"},
+            "headline": {"type": "string"},
+            "url": _NULLABLE_STRING,
+        },
+    },
+    "IncidentList": {
+        "type": "object",
+        "required": ["incidents"],
+        "properties": {"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}}},
+    },
+    "IncidentReport": {
+        "type": "object",
+        "description": "The post-rollback report (the canary guide's template) as JSON.",
+        "required": ["id", "kind", "status", "headline", "date", "alerts", "actions", "checklist"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string"},
+            "status": {"type": "string"},
+            "headline": {"type": "string"},
+            "verdict": {"type": "string"},
+            "date": {"type": "string"},
+            "target": _NULLABLE_STRING,
+            "alerts": {"type": "array", "items": _ANY_OBJECT},
+            "metrics": _ANY_OBJECT,
+            "actions": {"type": "array", "items": _ANY_OBJECT},
+            "links": _ANY_OBJECT,
+            "followups": {"type": "array", "items": _ANY_OBJECT},
+            "checklist": {"type": "array", "items": {"type": "string"}},
+        },
+        "additionalProperties": True,
+    },
+    "OpenAPI": {"type": "object", "required": ["openapi", "info", "paths"], "additionalProperties": True},
+}
