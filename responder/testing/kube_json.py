@@ -192,6 +192,7 @@ RESOURCES: Mapping[str, ResourceSpec] = {
     "events.k8s.io/v1/events": ResourceSpec("Event", "event"),
     "coordination.k8s.io/v1/leases": ResourceSpec("Lease", "lease"),
     "gateway.networking.k8s.io/v1/httproutes": ResourceSpec("HTTPRoute", "httproute", frozenset({"status"})),
+    "networking.istio.io/v1/virtualservices": ResourceSpec("VirtualService", "virtualservice", frozenset({"status"})),
 }
 VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 STATUS_REASONS: Mapping[int, str] = {

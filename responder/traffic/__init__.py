@@ -1,7 +1,7 @@
 """Traffic switches: one module per kind of object that routes traffic to a canary, behind one protocol
 (:mod:`responder.traffic.base`). Importing this package registers every shipped switch."""
 
-from responder.traffic import httproute, nginx
+from responder.traffic import httproute, istio, nginx
 from responder.traffic.base import Api, SwitchProblem, TrafficSwitch, kinds, merged, register, switch_for
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "SwitchProblem",
     "TrafficSwitch",
     "httproute",
+    "istio",
     "kinds",
     "merged",
     "nginx",
