@@ -7,7 +7,10 @@
    that answers 200, both driven by the same wrk load (one new distinct alert per request).
 3. Memory: the responder's RSS idle, after 10,000 distinct alerts, and after the ingest load.
 
-Run: .venv/bin/python bench/bench_responder.py   (needs wrk: apt-get install wrk)
+With ``--backend both`` every figure is taken for the SQLite store and for the shared PostgreSQL store (a
+throwaway server from Debian's binaries, as the tests start it), one after the other in the same run.
+
+Run: .venv/bin/python bench/bench_responder.py [--backend sqlite|postgres|both]   (needs wrk: apt-get install wrk)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -130,15 +134,21 @@ def run_wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
     return rps, int(non2xx.group(1)) if non2xx else 0
 
 
-async def main(args: argparse.Namespace) -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed for the ingest figures: apt-get install wrk")
+@dataclass
+class Figures:
+    traffic: list[float]
+    scaled: list[float]
+    rounds: list[tuple[float, float, int]]
+    rss: tuple[float, float, float]
+
+
+async def measure(args: argparse.Namespace, dsn: str | None) -> Figures:
     apps = [f"app{i:03d}" for i in range(args.rollbacks)]
     objects = [obj for app in apps for obj in sample_canary_objects("shop", app)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-responder-"))
     port, bare_port = free_port(), free_port()
     async with run_emulator(objects) as (emulator, kube_url), aiohttp.ClientSession() as session:
-        config = write_config(workdir, kube_url, port, token=TOKEN)
+        config = write_config(workdir, kube_url, port, token=TOKEN, dsn=dsn)
         log = (workdir / "server.log").open("wb")
         server = subprocess.Popen(
             [sys.executable, "-m", "responder", "serve", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log
@@ -165,28 +175,75 @@ async def main(args: argparse.Namespace) -> None:
                 process.terminate()
                 process.wait(timeout=10)
             log.close()
+    return Figures(traffic, scaled, rounds, (rss_idle, rss_10k, rss_after_load))
 
+
+async def main(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed for the ingest figures: apt-get install wrk")
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results: dict[str, Figures] = {}
+    server = None
+    try:
+        for backend in backends:
+            dsn = None
+            if backend == "postgres":
+                server = server or start_postgres()
+                dsn = server.dsn(server.create_database())
+            results[backend] = await measure(args, dsn)
+    finally:
+        if server is not None:
+            server.destroy()
     print(f"canary-responder core benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)")
     gap_ms = args.gap * 1000
-    print(f"\n1. webhook sent -> step done, {len(traffic)} rollbacks of distinct targets, one every {gap_ms:.0f} ms")
-    for label, values in (("traffic off (Ingress patched)", traffic), ("scaled to zero (/scale patched)", scaled)):
+    for backend, figures in results.items():
+        print(f"\n== store: {backend}")
+        count = len(figures.traffic)
+        print(f"1. webhook sent -> step done, {count} rollbacks of distinct targets, one every {gap_ms:.0f} ms")
+        for label, values in (
+            ("traffic off (Ingress patched)", figures.traffic),
+            ("scaled to zero (/scale patched)", figures.scaled),
+        ):
+            print(
+                f"   {label:<34} p50 {statistics.median(values):7.2f} ms   p99 {percentile(values, 0.99):7.2f} ms"
+                f"   max {max(values):7.2f} ms"
+            )
+        print(f"2. ingest, wrk -t1 -c{args.connections} -d{args.seconds}s, one new distinct alert per request")
+        for i, (bare_rps, resp_rps, resp_503) in enumerate(figures.rounds, 1):
+            print(
+                f"   round {i}: bare aiohttp {bare_rps:8.0f} req/s   responder {resp_rps:8.0f} req/s"
+                f"   ratio {resp_rps / bare_rps:.2f}   (503s: {resp_503})"
+            )
+        ratio = statistics.median(r[1] / r[0] for r in figures.rounds)
+        print(f"   median ratio responder/bare: {ratio:.2f}")
+        idle, after_10k, after_load = figures.rss
+        print("3. responder RSS")
         print(
-            f"   {label:<34} p50 {statistics.median(values):7.2f} ms   p99 {percentile(values, 0.99):7.2f} ms"
-            f"   max {max(values):7.2f} ms"
+            f"   idle {idle:.1f} MB   after {count} rollbacks + 10,000 distinct alerts {after_10k:.1f} MB"
+            f"   after the ingest load {after_load:.1f} MB"
         )
-    print(f"\n2. ingest, wrk -t1 -c{args.connections} -d{args.seconds}s, one new distinct alert per request")
-    for i, (bare_rps, resp_rps, resp_503) in enumerate(rounds, 1):
+    if len(results) == 2:
+        lite, pg = results["sqlite"], results["postgres"]
+        print("\n== side by side (postgres / sqlite)")
         print(
-            f"   round {i}: bare aiohttp {bare_rps:8.0f} req/s   responder {resp_rps:8.0f} req/s"
-            f"   ratio {resp_rps / bare_rps:.2f}   (503s: {resp_503})"
+            f"   traffic off p50 {statistics.median(pg.traffic) / statistics.median(lite.traffic):.2f}x"
+            f"   p99 {percentile(pg.traffic, 0.99) / percentile(lite.traffic, 0.99):.2f}x"
         )
-    ratio = statistics.median(r[1] / r[0] for r in rounds)
-    print(f"   median ratio responder/bare: {ratio:.2f}")
-    print("\n3. responder RSS")
-    print(
-        f"   idle {rss_idle:.1f} MB   after {len(apps)} rollbacks + 10,000 distinct alerts {rss_10k:.1f} MB"
-        f"   after the ingest load {rss_after_load:.1f} MB"
-    )
+        ingest = statistics.median(r[1] for r in pg.rounds) / statistics.median(r[1] for r in lite.rounds)
+        print(f"   ingest {ingest:.2f}x")
+
+
+def start_postgres() -> Any:
+    """A throwaway PostgreSQL server (tests/postgres.py: Debian's binaries, as the postgres user when root)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    server = PostgresServer(bindir, durable=True).init()  # fsync on, like SQLite's synchronous=FULL
+    server.start()
+    return server
 
 
 if __name__ == "__main__":
@@ -196,4 +253,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
     asyncio.run(main(parser.parse_args()))

@@ -29,8 +29,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def write_config(workdir: Path, kube_url: str, port: int, *, token: str, rollback_cap: int = 100_000) -> Path:
-    """A server configuration for namespace ``shop`` (targets ``{app}-canary``), quiet logs, a high cap."""
+def write_config(
+    workdir: Path, kube_url: str, port: int, *, token: str, rollback_cap: int = 100_000, dsn: str | None = None
+) -> Path:
+    """A server configuration for namespace ``shop`` (targets ``{app}-canary``), quiet logs, a high cap; the
+    SQLite store in ``workdir``, or the PostgreSQL database ``dsn``."""
     (workdir / "token").write_text(token)
     (workdir / "admin-token").write_text(f"admin-{token}")  # each role its own secret (the server insists)
     config = {
@@ -46,6 +49,9 @@ def write_config(workdir: Path, kube_url: str, port: int, *, token: str, rollbac
         "storage": {"path": str(workdir / "responder.db")},
         "log_level": "WARNING",
     }
+    if dsn is not None:
+        (workdir / "dsn").write_text(dsn)
+        config["storage"] = {"backend": "postgres", "postgres": {"dsn": {"file": str(workdir / "dsn")}}}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -16,22 +16,24 @@ import orjson
 from aiohttp import web
 
 from responder.adapters.kube import KubeCluster, open_cluster
-from responder.adapters.leader import LeaderElector, LeaseSettings
+from responder.adapters.leader import LeaseSettings
 from responder.config import ConfigError, KubernetesSettings, Secrets, Settings
 from responder.core.decide import DecisionCore
 from responder.engine import Clock, Engine, EngineOptions, utc_now
 from responder.engine.executor import RetryPolicy, SafetyRules
 from responder.gitops import GitopsRelay, build_relay
+from responder.ha import Replication, advertise_url
 from responder.health import Health
 from responder.http.admin import add_admin_routes
 from responder.http.incidents import INCIDENTS, add_incident_routes
 from responder.http.openapi import add_openapi_route
+from responder.http.runtime import Alone
 from responder.http.server import RUNTIME, Services, create_app, rejection_summaries
 from responder.metrics import Metrics
 from responder.notify import build_outbox
 from responder.ports import ClusterPort, Notice, NoticeHook
-from responder.store import AuditSink, Tx
-from responder.store.sqlite import SqliteStore
+from responder.store import AuditSink, Store, Tx
+from responder.store.factory import open_store
 
 log = logging.getLogger("responder.app")
 
@@ -72,7 +74,7 @@ async def _connect(kube: KubernetesSettings, token: str | None) -> ClusterPort:
     )
 
 
-def _elector(settings: Settings, cluster: ClusterPort, engine: Engine, health: Health) -> LeaderElector | None:
+def _replication(settings: Settings, cluster: ClusterPort, store: Store, health: Health) -> Replication | None:
     election = settings.leader_election
     if not election.enabled:
         return None
@@ -86,7 +88,15 @@ def _elector(settings: Settings, cluster: ClusterPort, engine: Engine, health: H
         renew_deadline_s=election.renew_deadline.total_seconds(),
         retry_period_s=election.retry_period.total_seconds(),
     )
-    return LeaderElector(cluster.api_client(), lease, on_start=engine.start, on_stop=engine.stop, health=health)
+    url = advertise_url(election.advertise_url, settings.listen.port)
+    return Replication(
+        store=store,
+        api_client=cluster.api_client(),
+        lease=lease,
+        url=url,
+        health=health,
+        shutdown_grace_s=election.shutdown_grace.total_seconds(),
+    )
 
 
 def _service_account_namespace() -> str:
@@ -120,6 +130,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         replay_horizon=horizon,
         annotate=settings.gitops.annotate,
         restore_ready_timeout_s=settings.restore.ready_timeout.total_seconds(),
+        resume_within=settings.engine.resume_within,
+        inbox_poll_s=settings.storage.postgres.poll_interval.total_seconds() if settings.storage.postgres else 2.0,
     )
 
 
@@ -158,10 +170,9 @@ def build_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything opened is closed again in reverse order, also when a later step of the startup fails.
         async with AsyncExitStack() as stack:
-            key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
             the_metrics = metrics or Metrics()
             health = Health(the_metrics)
-            store = SqliteStore(settings.storage.path, audit_key=key, sink=audit_sink)
+            store = open_store(settings, secrets, sink=audit_sink)
             store.on_crash = health.crashed
             await store.open()
             stack.push_async_callback(store.close)
@@ -169,15 +180,17 @@ def build_app(
             if live_cluster is None:
                 live_cluster = await connect_cluster(settings, secrets)
                 stack.push_async_callback(live_cluster.close)
+            replication = _replication(settings, live_cluster, store, health)
+            alone = replication is None  # one replica: it always leads; several: only while it holds the Lease
             outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
             outbox.health = health
-            await outbox.start()  # before the engine: resumed rollbacks may notify at once
+            await outbox.start(worker=alone)  # before the engine: resumed rollbacks may notify at once
             stack.push_async_callback(outbox.stop)
             app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
             relay: GitopsRelay | None = build_relay(settings.gitops, secrets, store=store)
             if relay is not None:
                 relay.health = health
-                await relay.start()  # before the engine, like the outbox
+                await relay.start(worker=alone)  # before the engine, like the outbox
                 stack.push_async_callback(relay.stop)
             targets = dict(clusters) if clusters is not None else await connect_clusters(settings, secrets, stack)
             engine = Engine(
@@ -190,21 +203,25 @@ def build_app(
                 notice_hook=_notice_hooks(outbox.hook, relay.hook if relay is not None else None),
                 clusters=targets,
                 health=health,
+                authority=replication.authority if replication is not None else None,
             )
             the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
             stack.push_async_callback(engine.stop)
-            elector = _elector(settings, live_cluster, engine, health)
-            if elector is None:
+            if replication is None:
                 await engine.start()
             else:
-                elector.start()
-                stack.push_async_callback(elector.stop)
+                for port in (live_cluster, *targets.values()):
+                    if isinstance(port, KubeCluster):  # the API server's audit log tells which replica acted
+                        port.name_client(replication.elector.holder)
+                replication.attach(engine, [w for w in (outbox, relay) if w is not None])
+                await replication.start()
+                stack.push_async_callback(replication.stop)  # first at shutdown: finish, then release the Lease
             app[RUNTIME].services = Services(
                 store=store,
                 engine=engine,
                 cluster=live_cluster,
                 metrics=the_metrics,
-                is_leader=(lambda: True) if elector is None else (lambda: elector.is_leader),
+                leadership=replication if replication is not None else Alone(),
                 health=health,
             )
             stack.callback(setattr, app[RUNTIME], "services", None)

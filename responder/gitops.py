@@ -163,13 +163,16 @@ class GitopsRelay(DueWorker):
 
     # -- lifecycle --
 
-    async def start(self) -> None:
+    async def start(self, *, worker: bool = True) -> None:
+        """Open the session; ``worker``: start delivering now (several replicas: only while leading)."""
         self.bind_loop()
         hook = self.settings.webhook
         if hook is not None:
             timeout = aiohttp.ClientTimeout(total=hook.timeout.total_seconds())
             self._session = aiohttp.ClientSession(timeout=timeout)
-            self.start_worker()
+            self.wanted = True
+            if worker:
+                self.start_worker()
 
     async def stop(self) -> None:
         await self.stop_worker()
@@ -255,7 +258,7 @@ class GitopsRelay(DueWorker):
             tx.finish_gitops(row.id, state=state, now=now, retry_at=retry_at, error=error)
             tx.append_audit("gitops.webhook", data)
 
-        await self.store.write(record)
+        await self.store.write(record, term=self.term())
 
 
 def build_relay(settings: GitopsSettings, secrets: Secrets, *, store: Store) -> GitopsRelay | None:

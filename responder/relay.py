@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from responder.health import Health
-from responder.store import StoreUnavailable
+from responder.store import Fenced, StoreUnavailable
 
 log = logging.getLogger("responder.relay")
 
@@ -30,6 +30,10 @@ class DueWorker(abc.ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.health: Health | None = None  # set by the application: crashes of a round are reported there
+        # The leadership term its writes carry (several replicas: only the leader delivers, and a deposed one's
+        # records are refused by the shared store; the next leader delivers what stayed pending).
+        self.term: Callable[[], int | None] = lambda: None
+        self.wanted = False  # whether there is anything to deliver to (set by the subclass's start)
 
     @abc.abstractmethod
     async def deliver_due(self) -> int:
@@ -51,7 +55,8 @@ class DueWorker(abc.ABC):
 
     def start_worker(self) -> None:
         self.bind_loop()
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-worker")
+        if self.wanted and self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self.name}-worker")
 
     async def stop_worker(self) -> None:
         if self._task is not None:
@@ -78,6 +83,10 @@ class DueWorker(abc.ABC):
                 await self.after_round()
             except StoreUnavailable as exc:
                 log.error("%s: database unavailable (%s); retrying", self.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            except Fenced as exc:  # deposed: the new leader delivers; this worker is about to be stopped
+                log.warning("%s: not the leader any more (%s); delivery stops here", self.name, exc)
                 await asyncio.sleep(1.0)
                 continue
             except Exception as exc:  # a bug in a round: loud and counted; the worker goes on after a pause

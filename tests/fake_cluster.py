@@ -49,6 +49,7 @@ from responder.traffic import Api, merged
 
 __all__ = [
     "CANARY_ANNOTATION",
+    "canaries",
     "CANARY_WEIGHT_ANNOTATION",
     "BeforeCall",
     "FakeCluster",
@@ -142,6 +143,15 @@ def state_in(snapshot: State, namespace: str, app: str) -> dict[str, Any]:
         "rules": copy.deepcopy(route["rules"]) if route else None,
         "stable_replicas": stable["replicas"] if stable else None,
     }
+
+
+def canaries(*apps: str, namespace: str = "shop", replicas: int = 3) -> FakeCluster:
+    """A fake cluster with a stable and a canary Deployment (with its canary Ingress) for each app."""
+    fake = FakeCluster()
+    for app in apps:
+        fake.add_stable(namespace, app)
+        fake.add_canary(namespace, app, replicas=replicas)
+    return fake
 
 
 class FakeCluster:

@@ -50,35 +50,35 @@ app.kubernetes.io/part-of: canary-responder
 {{- default (include "cr.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
-{{/*
-The workload kind: "Deployment" or "StatefulSet". `workload: auto` picks a StatefulSet for replicaCount > 1 with
-persistence (each replica its own PVC from volumeClaimTemplates: SQLite cannot be shared between pods), else a
-Deployment. Combinations that would share one database volume between pods are refused here.
-*/}}
-{{- define "cr.workload" -}}
-{{- $kind := default "auto" .Values.workload -}}
-{{- $ha := gt (int .Values.replicaCount) 1 -}}
-{{- $persisted := .Values.persistence.enabled -}}
-{{- if eq $kind "auto" -}}
-{{- $kind = ternary "statefulset" "deployment" (and $ha $persisted) -}}
-{{- end -}}
-{{- if and (eq $kind "deployment") $ha $persisted -}}
-{{- fail "workload=deployment with replicaCount > 1 and persistence.enabled=true would share one audit database between pods: SQLite in WAL mode cannot be shared (WAL needs one host, and a ReadWriteOnce volume attaches to one node). Use workload=auto or statefulset (one PVC per replica), or persistence.enabled=false." -}}
-{{- end -}}
-{{- if and (eq $kind "statefulset") $persisted .Values.persistence.existingClaim -}}
-{{- fail "persistence.existingClaim names one volume, but the StatefulSet gives every replica its own PVC (volumeClaimTemplates): leave existingClaim empty, or run replicaCount=1 with workload=deployment (or auto)." -}}
-{{- end -}}
-{{- ternary "StatefulSet" "Deployment" (eq $kind "statefulset") -}}
+{{/* "true" with storage.backend=postgres (shared store: several replicas, leader election), else "". */}}
+{{- define "cr.postgres" -}}
+{{- if eq (default "sqlite" .Values.storage.backend) "postgres" -}}true{{- end -}}
 {{- end -}}
 
-{{/* The Deployment's audit database claim (the StatefulSet's are data-<fullname>-<ordinal>). */}}
+{{/*
+Values the schema cannot judge alone, refused at render with what to do instead. Included once, by
+deployment.yaml (always rendered).
+*/}}
+{{- define "cr.checkValues" -}}
+{{- $replicas := int .Values.replicaCount -}}
+{{- if eq (toString .Values.workload) "statefulset" -}}
+{{- fail "workload=statefulset was removed: a SQLite database per replica split the audit history and lost the alerts a replica had accepted when another took over. For several replicas set storage.backend=postgres (one shared database; a Deployment with rolling updates); else remove `workload` and keep replicaCount=1. Migration: docs/helm.md, \"From the SQLite StatefulSet\"." -}}
+{{- end -}}
+{{- if and (not (include "cr.postgres" .)) (gt $replicas 1) -}}
+{{- fail (printf "replicaCount=%d needs storage.backend=postgres: with sqlite every replica would keep its own database, which splits the audit history and loses the alerts one replica accepted when another takes over. Set storage.backend=postgres and storage.postgres.existingSecret (a Secret with the connection string), or replicaCount=1 (docs/helm.md, PostgreSQL mode)." $replicas) -}}
+{{- end -}}
+{{- if include "cr.postgres" . -}}
+{{- $_ := required "storage.backend=postgres needs storage.postgres.existingSecret: the Secret (in the release namespace) whose key storage.postgres.dsnKey holds the connection string" .Values.storage.postgres.existingSecret -}}
+{{- end -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (gt $replicas 1) (not (kindIs "string" $pdb.minAvailable)) (ge (int $pdb.minAvailable) $replicas) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable=%d with replicaCount=%d: no pod could ever be evicted, so node drains would block for ever. Use at most %d." (int $pdb.minAvailable) $replicas (sub $replicas 1)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The SQLite database's claim (storage.backend=sqlite). */}}
 {{- define "cr.dataClaim" -}}
 {{- default (printf "%s-data" (include "cr.fullname" .)) .Values.persistence.existingClaim -}}
-{{- end -}}
-
-{{/* The StatefulSet's governing headless Service: a stable DNS name per pod, <pod>.<this>.<namespace>.svc. */}}
-{{- define "cr.headlessName" -}}
-{{- printf "%s-headless" (include "cr.fullname" . | trunc 54 | trimSuffix "-") -}}
 {{- end -}}
 
 {{/* Where things are mounted in the container. */}}
@@ -133,12 +133,23 @@ cluster (so upgrades keep it), else a new random one. Call with (dict "ctx" $ "s
 {{- $_ := set $webhook "basic" (dict "username" .Values.auth.webhook.basic.username "password" (dict "file" (printf "%s/webhook/basic-password" $secretDir))) -}}
 {{- end -}}
 {{- $_ := set $cfg "auth" (dict "webhook" $webhook "admin_token" (dict "file" (printf "%s/admin/token" $secretDir))) -}}
-{{- $storage := dict "path" (printf "%s/responder.db" (trimSuffix "/" .Values.persistence.mountPath)) -}}
+{{- $storage := dict -}}
+{{- if include "cr.postgres" . -}}
+{{- $pg := .Values.storage.postgres -}}
+{{- $dsn := dict "file" (printf "%s/postgres/dsn" $secretDir) -}}
+{{- $_ := set $storage "backend" "postgres" -}}
+{{- $_ := set $storage "postgres" (dict "dsn" $dsn "connect_timeout" $pg.connectTimeout "statement_timeout" $pg.statementTimeout "poll_interval" $pg.pollInterval) -}}
+{{- else -}}
+{{- $_ := set $storage "path" (printf "%s/responder.db" (trimSuffix "/" .Values.persistence.mountPath)) -}}
+{{- end -}}
 {{- if .Values.auth.auditHmac.enabled -}}
 {{- $_ := set $storage "audit_hmac_key" (dict "file" (printf "%s/audit/hmac-key" $secretDir)) -}}
 {{- end -}}
 {{- $_ := set $cfg "storage" $storage -}}
-{{- if gt (int .Values.replicaCount) 1 -}}
+{{- /* Leader election whenever the store is shared, even with one replica: a rolling update (maxSurge 1) runs
+       the old and the new pod together, and both would decide the same events. advertise_url is left to the
+       responder's default, http://$POD_IP:<listen.port> (POD_IP from the downward API). */ -}}
+{{- if include "cr.postgres" . -}}
 {{- $_ := set $cfg "leader_election" (dict "enabled" true "lease_name" (include "cr.leaseName" .) "namespace" .Release.Namespace) -}}
 {{- end -}}
 {{- toYaml $cfg -}}

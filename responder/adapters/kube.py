@@ -24,6 +24,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from responder import __version__
 from responder.core.model import DeploymentView, FailureReason, ObjectView, ScaleView
 from responder.ports import ClusterError
 from responder.traffic.base import Api
@@ -167,6 +168,10 @@ class KubeCluster:
         """The underlying client, for features that use ``kubernetes_asyncio`` directly (leader election)."""
         return self._api
 
+    def name_client(self, who: str) -> None:
+        """Say who calls in the User-Agent (the API server's audit log then tells which replica changed what)."""
+        self._api.user_agent = f"canary-responder/{__version__} ({who})"
+
     async def _call(self, what: str, call: Awaitable[_T]) -> _T:
         try:
             return await call
@@ -273,4 +278,6 @@ async def open_cluster(
     if token is not None:
         configuration.api_key = {"BearerToken": token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    return KubeCluster(client.ApiClient(configuration), request_timeout_s=request_timeout_s)
+    cluster = KubeCluster(client.ApiClient(configuration), request_timeout_s=request_timeout_s)
+    cluster.name_client(socket.gethostname())
+    return cluster

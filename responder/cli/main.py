@@ -19,7 +19,8 @@ from responder import __version__
 from responder.cli import client
 from responder.cli.format import format_entry
 from responder.config import ConfigError, Settings, format_duration, load_settings, read_settings
-from responder.store.sqlite import open_readonly, read_audit, verify_chain
+from responder.store import AuditEntry, StoreUnavailable, VerifyReport
+from responder.store.factory import tail_audit, tail_file, verify_audit, verify_file
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -62,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     tail = audit.add_parser("tail", help="print the most recent entries")
     for cmd in (verify, tail):
         group = cmd.add_mutually_exclusive_group(required=True)
-        group.add_argument("--db", type=Path, help="audit database file")
-        group.add_argument("--config", "-c", type=Path, help="take the database (and HMAC key) from the config")
+        group.add_argument("--db", type=Path, help="audit database file (SQLite)")
+        group.add_argument(
+            "--config", "-c", type=Path, help="take the database (SQLite or PostgreSQL) and HMAC key from the config"
+        )
         if cmd is verify:
             group.add_argument("--server", help="ask a running server instead (see also --token-file)")
             verify.add_argument("--token-file", type=Path, default=None, help="admin or read token for --server")
@@ -129,7 +132,9 @@ def describe_settings(settings: Settings) -> str:
     lines = [
         f"listen: {settings.listen.host}:{settings.listen.port} (body limit {settings.listen.body_limit_bytes} B)",
         f"dry_run: {settings.dry_run}",
-        f"database: {settings.storage.path}",
+        f"database: {settings.storage.path}"
+        if settings.storage.backend == "sqlite"
+        else "database: PostgreSQL (storage.postgres.dsn, shared by every replica)",
         f"allowed namespaces: {', '.join(settings.safety.allowed_namespaces)}",
         f"canary marker: {settings.safety.canary_marker}",
         "targets:",
@@ -170,20 +175,19 @@ def describe_settings(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def _audit_db(args: argparse.Namespace) -> tuple[Path, bytes | None]:
-    if args.db is not None:
-        return args.db, None
-    settings, secrets = load_settings(args.config)
-    key = secrets.audit_key.get_secret_value().encode() if secrets.audit_key else None
-    return settings.storage.path, key
-
-
 def _audit_verify(args: argparse.Namespace) -> int:
     if getattr(args, "server", None):
         return client.run(client.audit_verify, args)
-    path, key = _audit_db(args)
-    with open_readonly(path) as conn:
-        report = verify_chain(conn, key, expect_length=args.expect_length, expect_head=args.expect_head)
+    expect = {"expect_length": args.expect_length, "expect_head": args.expect_head}
+    try:
+        if args.db is not None:
+            report: VerifyReport = verify_file(args.db, None, **expect)
+        else:
+            settings, secrets = load_settings(args.config)
+            report = verify_audit(settings, secrets, **expect)
+    except StoreUnavailable as exc:  # the shared database cannot be reached (no secret in the text)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     if report.ok:
         print(f"audit chain OK: {report.length} entries, head {report.head}")
         return EXIT_OK
@@ -206,10 +210,16 @@ def _chain_length(text: str) -> int:
 
 
 def _audit_tail(args: argparse.Namespace) -> int:
-    path, _ = _audit_db(args)
-    with open_readonly(path) as conn:
-        entries = list(read_audit(conn, limit=args.n, newest_first=True))
-    for entry in reversed(entries):
+    try:
+        if args.db is not None:
+            entries: list[AuditEntry] = tail_file(args.db, limit=args.n)
+        else:
+            settings, secrets = load_settings(args.config)
+            entries = tail_audit(settings, secrets, limit=args.n)
+    except StoreUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    for entry in entries:
         print(orjson.dumps(entry.as_dict()).decode() if args.json else format_entry(entry.as_dict()))
     return EXIT_OK
 

@@ -24,6 +24,8 @@ class Secrets:
         self.kube_token = settings.kubernetes.token.resolve(environ) if settings.kubernetes.token else None
         key = settings.storage.audit_hmac_key
         self.audit_key = key.resolve(environ) if key else None
+        postgres = settings.storage.postgres if settings.storage.backend == "postgres" else None
+        self.postgres_dsn = postgres.dsn.resolve(environ) if postgres else None
         slack = settings.notifications.slack
         self.slack_webhook_url = slack.webhook_url.resolve(environ) if slack and slack.webhook_url else None
         self.slack_bot_token = slack.bot_token.resolve(environ) if slack and slack.bot_token else None

@@ -236,18 +236,45 @@ class RestoreSettings(_Model):
     ready_timeout: Duration = timedelta(seconds=120)
 
 
+class PostgresSettings(_Model):
+    """The shared PostgreSQL store: every replica reads and writes one database (one inbox, one audit chain)."""
+
+    dsn: SecretRef  # a libpq connection string or URI (it may carry the password: a secret)
+    connect_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(seconds=5)  # also bounds a wait for the audit chain's lock
+    poll_interval: Duration = timedelta(seconds=2)  # the leader's look for undecided events besides LISTEN/NOTIFY
+
+
 class StorageSettings(_Model):
+    """``backend: sqlite`` (the embedded default: one replica, the file at ``path``) or ``postgres`` (shared by
+    every replica: required for high availability)."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: Path = Path("/var/lib/canary-responder/responder.db")
+    postgres: PostgresSettings | None = None
     audit_hmac_key: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _backend(self) -> StorageSettings:
+        if self.backend == "postgres" and self.postgres is None:
+            raise ValueError("backend postgres needs storage.postgres.dsn (a secret: {file: ...} or {env: ...})")
+        return self
 
 
 class LeaderElectionSettings(_Model):
-    """Run several replicas: only the holder of a Kubernetes Lease acts (the others report not-ready)."""
+    """Run several replicas on the shared PostgreSQL store: every replica takes webhooks and serves the API; only
+    the holder of a Kubernetes Lease decides and acts, fenced by its term in the database."""
 
     enabled: bool = False
     lease_name: str = "canary-responder"
     namespace: str | None = None  # default: $POD_NAMESPACE, else the service account's namespace, else "default"
     identity: str | None = None  # default: $POD_NAME, else the host name
+    # Where the other replicas reach this one (operator requests are forwarded to the leader); default
+    # http://$POD_IP:<listen.port>, else http://<host name>:<listen.port>.
+    advertise_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/.*)?$")
+    # SIGTERM: how long the leader lets the rollbacks under way finish before it records them as interrupted and
+    # releases the Lease (keep it under the pod's terminationGracePeriodSeconds).
+    shutdown_grace: Duration = timedelta(seconds=10)
     lease_duration: Duration = timedelta(seconds=15)
     renew_deadline: Duration = timedelta(seconds=10)
     retry_period: Duration = timedelta(seconds=2)
@@ -264,6 +291,9 @@ class LeaderElectionSettings(_Model):
 
 class EngineSettings(_Model):
     max_backlog: int = Field(default=20_000, ge=1)
+    # A rollback left half done (a crash, a failover) is resumed only if it started no longer ago than this, and
+    # only after it is re-validated against the live objects; otherwise it is closed as abandoned, loudly.
+    resume_within: Duration = timedelta(minutes=10)
 
 
 class Settings(_Model):
@@ -292,6 +322,16 @@ class Settings(_Model):
     clusters: dict[str, ClusterSettings] = Field(default_factory=dict)
     cluster_label: str = Field(default="cluster", min_length=1)
     gitops: GitopsSettings = Field(default_factory=GitopsSettings)
+
+    @model_validator(mode="after")
+    def _one_store_for_many_replicas(self) -> Settings:
+        if self.leader_election.enabled and self.storage.backend != "postgres":
+            raise ValueError(
+                "leader_election runs several replicas, and an alert one replica accepted must be decided by whichever"
+                " leads next: that needs the shared store (storage.backend: postgres); with sqlite run one replica"
+                " and no leader election"
+            )
+        return self
 
     @model_validator(mode="after")
     def _clusters(self) -> Settings:

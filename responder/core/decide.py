@@ -87,6 +87,7 @@ class ResultStatus:
     FAILED = "failed"
     REFUSED = "refused"
     DRY_RUN = "dry_run"
+    ABANDONED = "abandoned"  # a half-done rollback not resumed (stale): like a refusal, the target stays live
 
 
 class DecisionCore:
@@ -147,7 +148,7 @@ class DecisionCore:
         if failing is not None and failing.incident == incident:
             failing.in_flight = False
         mine = rolled if rolled is not None and rolled.incident == incident else None
-        if status == ResultStatus.REFUSED:
+        if status in (ResultStatus.REFUSED, ResultStatus.ABANDONED):
             if mine is not None:
                 del self._rolled_back[key]  # nothing was rolled back: the next alert may act again
             if failing is not None and failing.incident == incident:

@@ -30,12 +30,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from responder.core.decide import Decision, DecisionCore
-from responder.core.model import AlertEvent, Outcome, StepResult, TargetRef
+from responder.core.model import AlertEvent, Outcome, StepResult
 from responder.engine.durable import Durable, Write
 from responder.engine.executor import REPORTING_STEPS, Planned, RetryPolicy, SafetyRules, StepOutcome
+from responder.engine.inbox import Inbox
 from responder.engine.lanes import Job, LaneOptions, Lanes
+from responder.engine.leadership import Authority, NotLeading
 from responder.engine.operations import Operations
 from responder.engine.recorder import DecidedBatch, Recorder, Started
+from responder.engine.replay import apply, decide_one, event_ids
 from responder.health import Health, supervise
 from responder.metrics import Metrics
 from responder.ports import ClusterPort, NoticeHook
@@ -64,10 +67,8 @@ class EngineOptions:
     annotate: bool = False  # GitOps awareness: annotate the rolled-back Deployment with what was rejected
     restore_ready_timeout_s: float = 120.0  # restore: how long the restored pods may take to become ready
     admin_write_timeout_s: float = 10.0  # pause/resume: how long the caller waits for the record to be durable
-
-
-_TICK = None  # queued by poke(): decide now (the clock moved)
-Queued = tuple[AlertEvent, float] | None
+    resume_within: timedelta = timedelta(minutes=10)  # a half-done rollback older than this is abandoned, not resumed
+    inbox_poll_s: float = 2.0  # shared store: how often the leader looks for events other replicas accepted
 
 
 class Engine:
@@ -83,6 +84,7 @@ class Engine:
         notice_hook: NoticeHook | None = None,
         clusters: Mapping[str, ClusterPort] | None = None,
         health: Health | None = None,
+        authority: Authority | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -90,10 +92,15 @@ class Engine:
         self.options = options
         self.clock = clock
         self.health = health or Health(metrics)
-        self.durable = Durable(store, metrics)
+        self.authority = authority or Authority()
+        self.durable = Durable(store, metrics, self.authority)
         self.recorder = Recorder(notice_hook=notice_hook, dry_run=options.dry_run, annotate=options.annotate)
         lane_options = LaneOptions(
-            safety=options.safety, retry=options.retry, dry_run=options.dry_run, annotate=options.annotate
+            safety=options.safety,
+            retry=options.retry,
+            dry_run=options.dry_run,
+            annotate=options.annotate,
+            resume_within=options.resume_within,
         )
         self.lanes = Lanes(
             store=store,
@@ -108,45 +115,82 @@ class Engine:
             clock=clock,
         )
         self.operations = Operations(self)
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self.inbox = Inbox(store, poll_s=options.inbox_poll_s)
         self._waiters: dict[int, asyncio.Future[list[Decision]]] = {}
         self._recording: asyncio.Task[None] | None = None  # the last batch's record, committing behind
         self._decider: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._seq = 0  # the last core input's sequence number
-        self._open = 0  # events queued or being decided whose decisions are not recorded yet (drain waits on it)
-        self._queued: set[int] = set()  # ids of the events in the queue: an event is never queued twice
+        self._started = False
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle --
 
     async def start(self) -> None:
         """Start deciding and acting: rebuild the core from the database, then take up what is pending.
         May be called again after :meth:`stop` (a replica that regains the leader lease)."""
+        self._started = True  # webhooks accepted while this loads are queued (once: see _load)
         await self._load()
         self._decider = asyncio.create_task(
             supervise("engine-decide", self._decide_loop, health=self.health, recover=self._reload),
             name="engine-decide",
         )
+        if self.store.shared:  # other replicas accept webhooks too: take up what they stored
+            self.store.on_inbox = self.inbox.signal
+            self._watch = asyncio.create_task(
+                supervise("engine-inbox", self.inbox.watch, health=self.health), name="engine-inbox"
+            )
+            self.inbox.signal(0)  # whatever arrived while this loaded
 
-    async def stop(self) -> None:
-        if self._decider is not None:
-            self._decider.cancel()
-            await asyncio.gather(self._decider, return_exceptions=True)
-            self._decider = None
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    async def stop(self, *, grace_s: float = 0.0, why: str = "stopping") -> None:
+        """Stop deciding at once; give the rollbacks under way up to ``grace_s`` to finish, then stop them and
+        record each as interrupted (it stays pending: the next engine re-validates and resumes it)."""
+        await self._stop_intake()
+        if grace_s > 0:
+            await self.lanes.wait_idle(grace_s)
+        interrupted = list(self.lanes.running.values())
         await self._cancel_work()
+        if interrupted and not self.authority.may_act():  # deposed: nothing may be recorded any more
+            names = ", ".join(job.incident for job in interrupted)
+            log.warning(
+                "stopped %d rollback(s) under way (%s): %s; the next leader resumes them", len(interrupted), why, names
+            )
+            interrupted = []
+        for job in interrupted:
+            log.warning("rollback %s of %s interrupted (%s); it stays pending", job.incident, job.target.key, why)
+            try:
+                await asyncio.wait_for(self.durable.write(_interrupted(job, why)), timeout=2.0)
+            except (NotLeading, TimeoutError) as exc:
+                log.warning("could not record the interruption of %s: %s", job.incident, exc)
         for waiter in self._waiters.values():
             waiter.cancel()
         self._waiters.clear()
 
+    async def _stop_intake(self) -> None:
+        self._started = False
+        if self._watch is not None:
+            self.store.on_inbox = None
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        if self._decider is not None:
+            self._decider.cancel()
+            await asyncio.gather(self._decider, return_exceptions=True)
+            self._decider = None
+
     async def _load(self) -> None:
         self.core = type(self.core)(self.core.settings)  # the same kind of core, empty: the inputs rebuild it
-        self._queue, self._queued, self._open = asyncio.Queue(), set(), 0
+        self.inbox.reset()
         self._seq = await self.store.last_core_seq()
         await self._rebuild()
         # A notification accepted while this loads is queued by accept() and may also be read here: once only.
         for event, received_at in await self.store.undecided_events():
-            self._enqueue_event(event, received_at)
+            self.inbox.add(event, received_at)
         for record in await self.store.rollbacks(status="pending"):
             self._resume(record)
 
@@ -172,10 +216,10 @@ class Engine:
         if retrying is not None:
             since = min(since, retrying)
         inputs = await self.store.core_inputs(since)
-        events = await self.store.events_by_ids([i for item in inputs if item.kind == "batch" for i in _ids(item)])
+        events = await self.store.events_by_ids([i for item in inputs if item.kind == "batch" for i in event_ids(item)])
         unrecorded: list[tuple[CoreInput, list[Decision]]] = []
         for item in inputs:
-            decisions = self._apply(item, events)
+            decisions = apply(self.core, item, events)
             if not item.recorded:
                 unrecorded.append((item, decisions))
         self.core.set_paused(await self.store.paused())
@@ -186,29 +230,6 @@ class Engine:
             await self._record(DecidedBatch(decisions=rest, now=item.at, pending_seq=item.seq))
         if inputs:
             log.info("rebuilt decision state from %d recorded inputs", len(inputs))
-
-    def _apply(self, item: CoreInput, events: Mapping[int, AlertEvent]) -> list[Decision]:
-        """Feed one recorded input to the core again, exactly as it was fed the first time."""
-        if item.kind == "batch":
-            decisions = self.core.on_tick(item.at)
-            for event_id in _ids(item):
-                event = events.get(event_id)
-                if event is not None:
-                    decisions.extend(self._decide_one(event, item.at, replaying=True))
-            return decisions
-        if item.kind == "pause":
-            self.core.set_paused(item.data.get("why"))
-        elif item.kind == "live":
-            self.core.mark_live(TargetRef.from_dict(item.data["target"]))
-        elif item.kind == "result":
-            self.core.on_result(
-                incident=str(item.data["incident"]),
-                target=TargetRef.from_dict(item.data["target"]),
-                status=str(item.data["status"]),
-                changed=bool(item.data["changed"]),
-                now=item.at,
-            )
-        return []
 
     def next_input(self, kind: str, at: datetime, data: dict[str, Any], *, recorded: bool = True) -> CoreInput:
         """Number an input of the core in the order the core sees it (call right before feeding it)."""
@@ -224,6 +245,7 @@ class Engine:
         }
         log.warning("resuming rollback %s (reporting steps already done: %s)", record.incident, sorted(finished))
         job = Job(record.incident, record.target, record.received_at, frozenset(finished), attempt=record.attempts)
+        job.resumed = record  # re-validated against the live objects and later records first
         job.durable.set()  # read back from the database
         self.lanes.dispatch(job)
 
@@ -231,10 +253,10 @@ class Engine:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return self.inbox.backlog
 
     def saturated(self) -> bool:
-        return self._queue.qsize() >= self.options.max_backlog
+        return self.inbox.backlog >= self.options.max_backlog
 
     async def accept(
         self,
@@ -246,8 +268,14 @@ class Engine:
         truncated: int = 0,
         source: str = "alertmanager",
     ) -> list[AlertEvent]:
-        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable."""
-        if self.saturated():
+        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable.
+
+        A replica that is not leading (several replicas on the shared store) only stores it: the leader takes it up
+        from the store. Without a shared store such a replica raises NotLeading (the webhook answers 503)."""
+        leading = self.running and self.authority.may_act()
+        if not leading and not self.store.shared:
+            raise NotLeading("this replica is not the leader and has no shared store to hand the alert over")
+        if leading and self.saturated():
             raise Saturated(f"engine backlog is full ({self.options.max_backlog} events)")
         try:
             stored = await self.store.ingest(
@@ -257,22 +285,15 @@ class Engine:
             log.error("a notification could not be stored: %s", exc)
             self.metrics.poison_writes.inc()
             raise StoreUnavailable(f"the notification could not be stored: {exc}") from exc
-        for event in stored:
-            self._enqueue_event(event, received_at)
+        if leading:
+            for event in stored:
+                self.inbox.add(event, received_at)
         return stored
-
-    def _enqueue_event(self, event: AlertEvent, received_at: float) -> None:
-        if event.event_id in self._queued:
-            return
-        self._queued.add(event.event_id)
-        self._open += 1
-        self._queue.put_nowait((event, received_at))
 
     def poke(self) -> None:
         """Decide now: timers are due by the clock (tests with a fake clock call this after moving it). Counted as
         open work until the decide loop has taken it, so drain() waits for the tick."""
-        self._open += 1
-        self._queue.put_nowait(_TICK)
+        self.inbox.poke()
 
     async def decided(self, event_ids: Sequence[int]) -> list[Decision]:
         """The decisions about these events, once recorded."""
@@ -284,7 +305,7 @@ class Engine:
     async def drain(self, within: float = 10.0) -> None:
         """Wait until every queued event is decided and every lane is idle (tests and the demo)."""
         deadline = time.monotonic() + within
-        while self._open or self.lanes.busy or not self._idle.is_set() or self._recording_busy():
+        while self.inbox.open or self.lanes.busy or not self._idle.is_set() or self._recording_busy():
             if time.monotonic() > deadline:
                 raise TimeoutError("engine did not drain in time")
             await asyncio.sleep(0.01)
@@ -296,44 +317,25 @@ class Engine:
 
     async def _decide_loop(self) -> None:
         while True:
-            batch = await self._next_batch()
+            deadline = self.core.next_deadline()
+            timeout = None if deadline is None else min(3600.0, max(0.0, (deadline - self.clock()).total_seconds()))
+            batch = await self.inbox.take(timeout)
             self._idle.clear()
             try:
                 await self._decide(batch)
+            except NotLeading as exc:
+                # Deposed: the decisions in hand are not recorded, so they never happened; the next leader decides
+                # these events again from the store. Wait here to be stopped (the elector steps down).
+                log.warning("stopped deciding: %s", exc)
+                await asyncio.Event().wait()
             finally:
                 self._idle.set()
-
-    async def _next_batch(self) -> list[tuple[AlertEvent, float]]:
-        deadline = self.core.next_deadline()
-        timeout = None if deadline is None else min(3600.0, max(0.0, (deadline - self.clock()).total_seconds()))
-        found: list[Queued] = []
-        try:
-            found.append(await asyncio.wait_for(self._queue.get(), timeout))
-        except TimeoutError:
-            return []
-        while not self._queue.empty() and len(found) < 256:
-            found.append(self._queue.get_nowait())
-        batch = [item for item in found if item is not None]
-        self._open -= len(found) - len(batch)  # the pokes taken
-        self._queued.difference_update(event.event_id for event, _ in batch)
-        return batch
-
-    def _decide_one(self, event: AlertEvent, now: datetime, *, replaying: bool = False) -> list[Decision]:
-        """The core's decisions for one event; an event it cannot decide is quarantined (ERROR), never retried.
-        Replaying gives the same answer, since the core is deterministic."""
-        try:
-            return self.core.on_event(event, now)
-        except Exception as exc:
-            if not replaying:
-                log.error("could not decide event %d (%s); quarantined", event.event_id, event.alertname, exc_info=exc)
-            reason = f"could not be processed: {type(exc).__name__}: {exc}"[:500]
-            return [Decision(outcome=Outcome.ERROR, event=event, reason=reason)]
 
     async def _decide(self, batch: list[tuple[AlertEvent, float]]) -> None:
         now = self.clock()
         decisions = self.core.on_tick(now)
         for event, _ in batch:
-            decisions.extend(self._decide_one(event, now))
+            decisions.extend(decide_one(self.core, event, now))
         if not batch and not decisions:
             return  # a timer that changed nothing: nothing to record (replaying it would change nothing either)
         received = {event.event_id: received_at for event, received_at in batch}
@@ -372,7 +374,7 @@ class Engine:
             await self._record(later, events=[d.event for d in later.decisions])
         for decision in decisions:
             self.metrics.events.labels(decision.outcome.value).inc()
-        self._open -= len(batch)
+        self.inbox.recorded(batch)
         for event, _ in batch:
             waiter = self._waiters.pop(event.event_id, None)
             if waiter is not None and not waiter.done():
@@ -405,12 +407,15 @@ class Engine:
         now = self.clock()
         data = {"incident": job.incident, "target": job.target.as_dict(), "status": status, "changed": changed}
         item = self.next_input("result", now, data)
+        reason = job.abandoned
         self.core.on_result(incident=job.incident, target=job.target, status=status, changed=changed, now=now)
         retrying = self.core.failing(job.target) == job.incident
         _log_result(job.started, status, outcomes, retrying=retrying)
         started = job.started
         await self.durable.write(
-            lambda tx: self.recorder.result(tx, started, item, status=status, changed=changed, retrying=retrying)
+            lambda tx: self.recorder.result(
+                tx, started, item, status=status, changed=changed, retrying=retrying, reason=reason
+            )
         )
         self.metrics.rollbacks.labels(status).inc()
         self.poke()  # a failed rollback may now have a retry timer
@@ -427,5 +432,8 @@ def _log_result(started: Started, status: str, outcomes: list[StepOutcome], *, r
         log.warning("%s refused by the live safety check", where)
 
 
-def _ids(item: CoreInput) -> list[int]:
-    return [int(i) for i in item.data.get("events", [])]
+def _interrupted(job: Job, why: str) -> Write:
+    def write(tx: Tx) -> None:
+        tx.append_audit("rollback.interrupted", {"incident": job.incident, "why": why}, target=job.target.key)
+
+    return write

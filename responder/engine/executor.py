@@ -78,6 +78,7 @@ async def execute_rollback(
     on_step: OnStep,
     on_intent: Intent | None = None,
     prior: Mapping[str, dict[str, Any]] | None = None,
+    guard: Callable[[str], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
 ) -> list[StepOutcome]:
@@ -87,9 +88,10 @@ async def execute_rollback(
     A REFUSED or FAILED step stops the rollback (an ANNOTATE or EVENT failure is recorded, nothing is undone).
     ``on_intent`` is awaited before every write, ``on_step`` after each step; if either raises, the rollback stops
     there (never act unaudited). ``prior``: before-values recorded by an earlier run of this rollback, by step id.
+    ``guard(step)`` is called right before every mutation and raises when this replica may not act any more.
     """
     run = Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    run.mark, run.on_intent, run.prior = mark, on_intent, prior or {}
+    run.mark, run.on_intent, run.prior, run.guard = mark, on_intent, prior or {}, guard
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
@@ -111,6 +113,7 @@ async def execute_restore(
     dry_run: bool = False,
     on_step: OnStep,
     on_intent: Intent | None = None,
+    guard: Callable[[str], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
     ready_timeout_s: float = 120.0,
@@ -123,7 +126,7 @@ async def execute_restore(
     rollback left it or already as the restore puts it back; anything else is a change by someone else, refused.
     """
     run = Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
-    run.restore, run.ready_timeout_s, run.on_intent = point, ready_timeout_s, on_intent
+    run.restore, run.ready_timeout_s, run.on_intent, run.guard = point, ready_timeout_s, on_intent, guard
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 from responder.core.model import FailureReason, Step, StepResult, TargetRef, iso
@@ -28,11 +29,13 @@ from responder.engine.executor import (
     changed_anything,
     execute_rollback,
 )
+from responder.engine.leadership import NotLeading
 from responder.engine.recorder import Recorder, Started
+from responder.engine.resume import stale_reason
 from responder.health import Health
 from responder.metrics import Metrics
 from responder.ports import ClusterError, ClusterPort
-from responder.store import Store
+from responder.store import RollbackRecord, Store
 
 log = logging.getLogger("responder.engine")
 
@@ -50,6 +53,8 @@ class Job:
     prior: dict[str, dict[str, Any]] | None = None  # None: read the recorded before-values first (resume, retry)
     attempt: int = 0  # 0 for the first run, n for the n-th retry
     durable: asyncio.Event = field(default_factory=asyncio.Event)  # set once the intent is committed
+    resumed: RollbackRecord | None = None  # taken up from the store: re-validated before anything is sent
+    abandoned: str | None = None  # why a resumed rollback was closed instead of resumed
 
     @property
     def started(self) -> Started:
@@ -62,6 +67,7 @@ class LaneOptions:
     retry: RetryPolicy
     dry_run: bool = False
     annotate: bool = False
+    resume_within: timedelta = timedelta(minutes=10)  # a half-done rollback older than this is not resumed
 
 
 Finished = Callable[[Job, str, bool, list[StepOutcome]], Awaitable[None]]
@@ -89,6 +95,7 @@ class Lanes:
         self.finished, self.clock = finished, clock
         self._lanes: dict[str, asyncio.Queue[Work]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.running: dict[str, Job] = {}  # the rollback each lane is running now, by incident
 
     @property
     def busy(self) -> bool:
@@ -114,6 +121,11 @@ class Lanes:
             task.add_done_callback(self._tasks.discard)
         lane.put_nowait(work)
 
+    async def wait_idle(self, within: float) -> None:
+        """Wait up to ``within`` seconds for every lane to finish what it holds."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=within)
+
     async def cancel(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
@@ -134,6 +146,13 @@ class Lanes:
             self._lanes.pop(key, None)
 
     async def _execute(self, job: Job) -> None:
+        self.running[job.incident] = job
+        try:
+            await self._run_job(job)
+        finally:
+            self.running.pop(job.incident, None)
+
+    async def _run_job(self, job: Job) -> None:
         async def on_step(outcome: StepOutcome) -> None:
             await self._record_step(job, outcome)
 
@@ -146,6 +165,15 @@ class Lanes:
 
         outcomes: list[StepOutcome] = []
         options = self.options
+        if job.resumed is not None:
+            try:
+                job.abandoned = await self._stale(job, job.resumed)
+            except NotLeading:
+                return
+            if job.abandoned is not None:
+                log.error("rollback %s of %s ABANDONED, not resumed: %s", job.incident, job.target.key, job.abandoned)
+                await self._finish(job, "abandoned", False, [])
+                return
         try:
             prior = job.prior if job.prior is not None else await self._prior(job.incident)
             mark = RejectionMark(incident=job.incident, at=iso(self.clock())) if options.annotate else None
@@ -160,14 +188,45 @@ class Lanes:
                 on_step=on_step,
                 on_intent=on_intent,
                 prior=prior,
+                guard=self.durable.authority.check,
             )
             status, changed = final_status(outcomes), changed_anything(outcomes) or options.dry_run
+        except NotLeading as exc:
+            # Deposed (or no longer certain to lead) in the middle: no result is recorded, nothing more is sent.
+            # The rollback stays pending in the store, and the next leader resumes it after re-validating it.
+            log.warning("rollback %s of %s stopped here: %s", job.incident, job.target.key, exc)
+            return
         except Exception as exc:  # a bug, not a cluster failure: never leave the rollback silent
             self.health.crashed("rollback", exc)
             status, changed = "failed", True  # unknown: assume it changed something (the cap stays counted)
             error = {"incident": job.incident, "error": type(exc).__name__}
             await self.durable.write(lambda tx: tx.append_audit("rollback.error", error, target=job.target.key))
-        await self.finished(job, status, changed, outcomes)
+        await self._finish(job, status, changed, outcomes)
+
+    async def _finish(self, job: Job, status: str, changed: bool, outcomes: list[StepOutcome]) -> None:
+        try:
+            await self.finished(job, status, changed, outcomes)
+        except NotLeading as exc:
+            log.warning("the result of rollback %s was not recorded here: %s", job.incident, exc)
+
+    async def _stale(self, job: Job, record: RollbackRecord) -> str | None:
+        """Re-validate a rollback taken up from the store (:mod:`responder.engine.resume`); the live reads are
+        retried like a step's, and a cluster that cannot be read abandons it (loudly) rather than act blind."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await stale_reason(
+                    self.cluster_for(job.target),
+                    record,
+                    since_restore=await self.store.rollbacks_since_restore(record.key),
+                    now=self.clock(),
+                    max_age=self.options.resume_within,
+                )
+            except ClusterError as exc:
+                if not exc.retryable or self.options.retry.exhausted(attempt):
+                    return f"the live objects could not be read to re-validate it: {exc.message}"
+                await asyncio.sleep(self.options.retry.delay(attempt))
 
     async def _prior(self, incident: str) -> dict[str, dict[str, Any]]:
         """The before-values recorded by earlier runs of this rollback (write-ahead intents and step results)."""

@@ -167,6 +167,7 @@ class Operations:
             dry_run=dry_run,
             on_step=on_step,
             on_intent=on_intent,
+            guard=engine.authority.check,
             ready_timeout_s=engine.options.restore_ready_timeout_s,
         )
         status = {"done": "restored"}.get(final_status(outcomes), final_status(outcomes))

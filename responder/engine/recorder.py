@@ -165,7 +165,17 @@ class Recorder:
         tx.update_rollback(incident, step=(outcome.id, data))
         tx.append_audit("action", data, target=target)
 
-    def result(self, tx: Tx, started: Started, item: CoreInput, *, status: str, changed: bool, retrying: bool) -> None:
+    def result(
+        self,
+        tx: Tx,
+        started: Started,
+        item: CoreInput,
+        *,
+        status: str,
+        changed: bool,
+        retrying: bool,
+        reason: str | None = None,
+    ) -> None:
         tx.append_core_input(item)
         tx.update_rollback(started.incident, status=status, spec={"retrying": retrying})
         data: dict[str, Any] = {
@@ -176,6 +186,10 @@ class Recorder:
         }
         if status == "failed":
             data["retrying"] = retrying
+        if reason is not None:  # abandoned: the why is shown with the steps (messages, reports)
+            data["reason"] = reason
+            resume = {"step": "resume", "result": "abandoned", "before": {}, "after": {}, "message": reason}
+            tx.update_rollback(started.incident, step=("resume", {"incident": started.incident, **resume}))
         tx.append_audit("rollback.result", data, target=started.target.key)
         self.notice(tx, Notice(kind="rollback", incident=started.incident, target=started.target.key, data=data))
 

@@ -152,6 +152,7 @@ class Run:
     prior: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # recorded before-values by step id
     memo: Memo | None = None  # the running step's
     planned: Planned | None = None  # the running step
+    guard: Callable[[str], None] | None = None  # raises when this replica may not act now (HA: not certain to lead)
 
     def switch(self, ref: TrafficRef) -> TrafficSwitch:
         return switch_for(ref, namespace=self.target.namespace)
@@ -162,12 +163,17 @@ class Run:
         A retry that reads what the durable intent already holds (its earlier write was lost or refused by a 5xx)
         needs no new record: the write may go out even while the database is unwritable. A read that differs
         waits for the record, whatever the database's state (never a change without its before-value)."""
-        if self.memo is not None and self.memo.landed == before:
-            return
-        if self.on_intent is not None and self.planned is not None:
-            await self.on_intent(self.planned, before, planned)
-        if self.memo is not None:
-            self.memo.landed = before
+        if self.memo is None or self.memo.landed != before:
+            if self.on_intent is not None and self.planned is not None:
+                await self.on_intent(self.planned, before, planned)
+            if self.memo is not None:
+                self.memo.landed = before
+        self.check_guard()
+
+    def check_guard(self) -> None:
+        """Right before a mutation: may this replica still act? (Raises, through the guard, when not.)"""
+        if self.guard is not None:
+            self.guard(self.planned.id if self.planned is not None else "a change")
 
 
 StepBody = Callable[[Run, Memo, Planned], Awaitable[Body]]

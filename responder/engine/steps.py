@@ -171,6 +171,7 @@ async def event(run: Run, memo: Memo, planned: Planned) -> Body:
     if run.dry_run:
         return StepResult.DRY_RUN, {}, wanted
     deployment = run.deployment or await run.cluster.get_deployment(run.target.namespace, run.target.deployment)
+    run.check_guard()
     await run.cluster.emit_event(deployment, reason=EVENT_REASON, message=message, warning=True)
     return StepResult.DONE, {}, wanted
 

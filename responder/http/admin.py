@@ -25,6 +25,8 @@ from responder.core.model import TargetRef, iso
 from responder.core.rules import is_dns_label, is_dns_subdomain
 from responder.core.webhook import Timestamp, WebhookNotification, to_event
 from responder.engine import Saturated
+from responder.engine.leadership import NotLeading
+from responder.http.forward import to_leader
 from responder.http.server import (
     RUNTIME,
     SETTINGS,
@@ -46,8 +48,6 @@ def require(request: web.Request, need: Role) -> None:
         raise Rejection(401, "unauthorized", "missing or invalid credentials")
     if role < need:
         raise Rejection(403, "forbidden", f"this endpoint needs the {need.name.lower()} token")
-    if need is Role.ADMIN and not request.app[RUNTIME].require().is_leader():
-        raise Rejection(503, "not_leader", "this replica is not the leader; ask the leader (the Service routes there)")
 
 
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9@._:+-]+$")]
@@ -104,7 +104,13 @@ def guarded(need: Role) -> Callable[[Handler], Handler]:
             try:
                 try:
                     require(request, need)
+                    if need is Role.ADMIN and not request.app[RUNTIME].require().is_leader():
+                        return await to_leader(request)  # acting is the leader's: any replica takes the request
                     return await handler(request)
+                except NotLeading:  # deposed while handling it: nothing more was done here
+                    raise Rejection(
+                        503, "not_leader", "this replica stopped leading; retry (the leader takes it)"
+                    ) from None
                 except StoreUnavailable as exc:  # the database cannot be written or read now: retry later
                     raise Rejection(503, "store_unavailable", f"the database is unavailable: {exc}") from None
             except Rejection as rejection:
@@ -129,7 +135,8 @@ async def status(request: web.Request) -> web.Response:
             "version": __version__,
             "dry_run": settings.dry_run,
             "paused": pause,
-            "leader": True,
+            "leader": services.is_leader(),
+            "leadership": services.leadership.status(),
             "backlog": services.engine.backlog,
             "audit": {"length": services.store.chain_length, "head": services.store.chain_head},
         }

@@ -56,8 +56,9 @@ _CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"}}}
 UNAUTHORIZED = _error("No or unknown credentials (`unauthorized`).", headers=_CHALLENGE)
 FORBIDDEN = _error("Known credentials without the right role (`forbidden`).")
 UNAVAILABLE = _error(
-    "Not ready: starting up, the database cannot be written, the engine is saturated, or this replica is not the "
-    "leader (`Retry-After` set for the webhook and the operator API).",
+    "Not ready: starting up, the database cannot be written, the engine is saturated, or (several replicas) no "
+    "replica leads right now for an operator request that acts (`no_leader`, `not_leader`: forwarded to the leader "
+    "otherwise). `Retry-After` is set for the webhook and the operator API.",
     headers=_RETRY_AFTER,
 )
 MALFORMED = _error("The body is not valid JSON (`malformed_json`).")

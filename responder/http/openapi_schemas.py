@@ -79,9 +79,10 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "ready": {"type": "boolean"},
             "checks": {
                 "type": "object",
-                "required": ["inbox", "kubernetes", "leader"],
+                "required": ["inbox", "kubernetes"],
                 "additionalProperties": {"type": "string"},
-                "description": '"ok" or why not',
+                "description": '"ok" or why not; "replica" appears when this replica should take no traffic'
+                " (shutting down, a duplicate leader_election.identity)",
             },
         },
     },
@@ -102,7 +103,22 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "version": {"type": "string"},
             "dry_run": {"type": "boolean"},
             "paused": {"$ref": "#/components/schemas/PauseState"},
-            "leader": {"type": "boolean"},
+            "leader": {"type": "boolean", "description": "whether this replica decides and acts now"},
+            "leadership": {
+                "type": "object",
+                "required": ["mode", "leader"],
+                "description": "single (one replica) or replicated (several on the shared store): the Lease holder,"
+                " this replica's identity, instance and term, and the replicas seen in the registry",
+                "properties": {
+                    "mode": {"enum": ["single", "replicated"]},
+                    "leader": {"type": "boolean"},
+                    "identity": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "holder": {"type": ["string", "null"]},
+                    "term": {"type": ["integer", "null"]},
+                    "replicas": {"type": "array", "items": {"type": "object"}},
+                },
+            },
             "backlog": {"type": "integer", "minimum": 0},
             "audit": {
                 "type": "object",

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Saturated
+from responder.engine.leadership import NotLeading
 from responder.http.auth import Role, caller_role
 from responder.http.errors import Rejection, error_response, field_errors, json_response, record_rejection
 from responder.http.runtime import RUNTIME, SETTINGS, Services
@@ -93,8 +94,6 @@ async def read_body(request: web.Request) -> bytes:
 async def _accept(
     request: web.Request, services: Services, notification: WebhookNotification, raw: bytes, received_at: float
 ) -> list[Any]:
-    if not services.is_leader():
-        raise Rejection(503, "not_leader", "this replica is not the leader; Alertmanager will retry")
     events = [to_event(alert) for alert in notification.alerts]
     meta = {
         "group_key": notification.groupKey,
@@ -110,5 +109,7 @@ async def _accept(
         )
     except Saturated as exc:
         raise Rejection(503, "saturated", str(exc)) from None
+    except NotLeading:
+        raise Rejection(503, "not_leader", "this replica is not the leader; Alertmanager will retry") from None
     except StoreUnavailable:
         raise Rejection(503, "store_unavailable", "the inbox cannot be written right now; retry later") from None

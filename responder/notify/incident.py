@@ -25,7 +25,7 @@ NOT_RECORDED = "not recorded"
 UNAVAILABLE = "unavailable"
 
 
-_STEP_ORDER = ("check", "traffic_off", "route_off", "scale_zero", "annotate", "event")
+_STEP_ORDER = ("check", "traffic_off", "route_off", "scale_zero", "annotate", "event", "resume")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,6 +106,7 @@ def headline(incident: Incident) -> str:
             "failed": f"Rollback FAILED: {where}, "
             + ("retrying while its alerts fire" if incident.retrying else "manual action required"),
             "refused": f"Rollback refused: {where} is not a canary the responder may touch",
+            "abandoned": f"Rollback ABANDONED: {where}, a half-done rollback no longer matched the cluster",
             "pending": f"Rolling back {where}",
         }.get(incident.status, f"Rollback {incident.status}: {where}")
     return {
@@ -136,6 +137,8 @@ def verdict(incident: Incident) -> str:
             else "manual action required"
         ),
         "refused": "refused by the safety check: nothing was changed",
+        "abandoned": "not resumed after a restart or failover (see the resume step for why); check the canary by"
+        " hand: its alerts, if they still fire, start a new rollback",
         "pending": "in progress",
     }.get(incident.status, incident.status)
 
@@ -278,7 +281,9 @@ def checklist(incident: Incident) -> list[str]:
 
 def icon(incident: Incident) -> str:
     if incident.kind == "rollback":
-        return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔"}.get(incident.status, "🔴")
+        return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔", "abandoned": "🚨"}.get(
+            incident.status, "🔴"
+        )
     return {"held": "✋", "paused_hold": "⏸", "refused": "⛔", "notify": "🔔", "error": "🚨"}.get(incident.kind, "🔔")
 
 

@@ -87,7 +87,8 @@ class Outbox(DueWorker):
 
     # -- lifecycle --
 
-    async def start(self) -> None:
+    async def start(self, *, worker: bool = True) -> None:
+        """Open the destinations; ``worker``: start delivering now (several replicas: only while leading)."""
         self.bind_loop()
         self.metrics.outbox_depth.set_function(lambda: self._depth)
         self.metrics.outbox_oldest_age.set_function(
@@ -96,7 +97,8 @@ class Outbox(DueWorker):
         await self.prometheus.open()
         for notifier in self.notifiers.values():
             await notifier.open()
-        if self.notifiers:
+        self.wanted = bool(self.notifiers)
+        if worker:
             self.start_worker()
 
     async def stop(self) -> None:
@@ -116,7 +118,7 @@ class Outbox(DueWorker):
     async def deliver_due(self) -> int:
         """Claim the rows due now and try each once; return how many were tried."""
         now = self.clock()
-        rows: list[OutboxRow] = await self.store.write(lambda tx: tx.claim_outbox(now=now))
+        rows: list[OutboxRow] = await self.store.write(lambda tx: tx.claim_outbox(now=now), term=self.term())
         for row in rows:
             await self._deliver(row)
         return len(rows)
@@ -190,7 +192,7 @@ class Outbox(DueWorker):
                 extra(tx)
             tx.append_audit("notification", _audit(row, "delivered"), target=row.target)
 
-        await self.store.write(record)
+        await self.store.write(record, term=self.term())
         self.metrics.notifications.labels("delivered", "", row.destination).inc()
 
     async def _failed(
@@ -219,7 +221,7 @@ class Outbox(DueWorker):
             tx.finish_outbox(row.id, state=state, now=self.clock(), retry_at=retry_at, error=error)
             tx.append_audit("notification", data, target=row.target)
 
-        await self.store.write(record)
+        await self.store.write(record, term=self.term())
         self.metrics.notifications.labels(result, reason, row.destination).inc()
 
 

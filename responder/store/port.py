@@ -3,9 +3,12 @@
 Writes are small synchronous functions of a :class:`Tx` (one unit of work) queued to the backend's writer, which
 runs many of them in one transaction (group commit) and resolves each caller once its rows are durable. A write
 that raises on its own data fails alone (:class:`WriteRejected`); a database that cannot be written fails the
-whole batch (:class:`StoreUnavailable`). Reads are functions of a :class:`Reader`, or the async queries of
-:class:`Store`. Every backend implements these three protocols: SQLite (:mod:`responder.store.sqlite`, the
-embedded default) and, next, a shared PostgreSQL for high availability.
+whole batch (:class:`StoreUnavailable`). A leader-only write carries its leadership ``term``: the backend checks
+it in the transaction that would commit the write and refuses a stale one (:class:`Fenced`), alone. Reads are
+functions of a :class:`Reader`, or the async queries of :class:`Store`. Every backend implements these three
+protocols, with one shared SQL implementation (:mod:`responder.store.sql`): SQLite (:mod:`responder.store.sqlite`,
+the embedded default, one replica) and PostgreSQL (:mod:`responder.store.postgres`, shared by several replicas for
+high availability).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from responder.store.records import (
     CoreInput,
     GitopsRow,
     OutboxRow,
+    ReplicaRow,
     RollbackRecord,
     Thread,
     VerifyReport,
@@ -177,13 +181,45 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, fn: Callable[[Tx], T], *, urgent: bool = False) -> T:
-        """Run ``fn(tx)`` in the next transaction; return its result once committed. Urgent writes (rollback
-        intents, write-ahead records) go into a transaction of their own, ahead of whatever else is queued."""
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas write to this store too (PostgreSQL: True; SQLite: False, one replica)."""
         ...
 
-    def submit(self, fn: Callable[[Tx], T], *, urgent: bool = False) -> asyncio.Future[T]:
-        """Queue ``fn(tx)`` now (keeping the order of calls within its lane); the future resolves once committed."""
+    on_inbox: Callable[[int], None] | None
+    """Shared store only: called with the notification id of every notification any replica commits, and with 0
+    after the listening connection was (re)established (something may have been missed: look at everything)."""
+
+    async def write(self, fn: Callable[[Tx], T], *, urgent: bool = False, term: int | None = None) -> T:
+        """Run ``fn(tx)`` in the next transaction; return its result once committed. Urgent writes (rollback
+        intents, write-ahead records) go into a transaction of their own, ahead of whatever else is queued.
+        With ``term``, ``fn`` runs only if that is still the current leadership term, checked in the transaction
+        that commits it; otherwise it raises :class:`Fenced` (the other writes of the batch are unaffected)."""
+        ...
+
+    def submit(self, fn: Callable[[Tx], T], *, urgent: bool = False, term: int | None = None) -> asyncio.Future[T]:
+        """Queue ``fn(tx)`` now (keeping the order of calls within its lane); the future resolves once committed.
+        ``term`` as for :meth:`write`."""
+        ...
+
+    async def take_leadership(self, holder: str) -> int:
+        """Become the leader: the next term, with ``holder`` and an audit entry ``leadership``, in one transaction
+        that waits for any transaction that checked the old term. Once it returns, no write fenced with an older
+        term can commit. Returns the new term."""
+        ...
+
+    async def leadership(self) -> tuple[int, str | None]:
+        """(the current term, its holder): (0, None) before anyone led."""
+        ...
+
+    async def heartbeat(self, *, instance: str, identity: str, url: str | None, leader_term: int | None) -> None:
+        """Register or refresh this replica (``seen_at``: the database clock)."""
+        ...
+
+    async def replicas(self) -> list[ReplicaRow]: ...
+
+    async def forget_replica(self, instance: str) -> None:
+        """Remove a replica from the registry (on a clean shutdown)."""
         ...
 
     async def read(self, fn: Callable[[Reader], T]) -> T: ...
@@ -203,7 +239,11 @@ class Store(Protocol):
         self, kind: str, data: dict[str, Any], *, target: str | None = None, actor: str = "responder"
     ) -> AuditEntry: ...
 
-    async def undecided_events(self) -> list[tuple[AlertEvent, float]]: ...
+    async def undecided_events(self, *, notification_id: int | None = None) -> list[tuple[AlertEvent, float]]:
+        """Events not decided yet, oldest first, with their receipt time (only those of one notification)."""
+        ...
+
+    async def undecided_ids(self) -> list[int]: ...
 
     async def events_by_ids(self, event_ids: Sequence[int]) -> dict[int, AlertEvent]: ...
 
@@ -243,7 +283,9 @@ class Store(Protocol):
         ...
 
     @property
-    def chain_length(self) -> int: ...
+    def chain_length(self) -> int:
+        """The audit chain's length as this replica last saw it (a shared chain may have grown since)."""
+        ...
 
     @property
     def chain_head(self) -> str: ...

@@ -1,6 +1,6 @@
 """The values the store keeps and hands out, and its two errors: the vocabulary of the store port.
 
-Nothing here knows a database: every backend (SQLite today, PostgreSQL next) reads and writes these.
+Nothing here knows a database: every backend (SQLite, PostgreSQL) reads and writes these.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from responder.core.model import TargetRef
 
 class StoreUnavailable(Exception):
     """The database cannot be written (disk full, read-only, locked, unreachable): callers answer 503 and retry."""
+
+
+class Fenced(Exception):
+    """A leader-only write made under a leadership term that is no longer the current one (a deposed leader):
+    refused by the database, not stored. Retrying is pointless: the writer is not the leader any more."""
 
 
 class WriteRejected(Exception):
@@ -154,6 +159,20 @@ class Thread:
     channel: str | None = None
     ref: str | None = None  # the destination's thread reference (Slack: the message ts)
     metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    """One replica in the registry of the shared store. Times are the database's clock (epoch seconds), and
+    ``now`` is that clock when the row was read: freshness is judged on one clock, never a replica's own."""
+
+    instance: str  # unique per process start
+    identity: str  # the leader-election identity (two live replicas with one identity is a misconfiguration)
+    url: str | None  # where the other replicas reach it
+    started_at: float
+    seen_at: float
+    leader_term: int | None  # the term it leads under, None when it does not lead
+    now: float
 
 
 @dataclass(frozen=True, slots=True)

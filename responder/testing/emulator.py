@@ -84,6 +84,7 @@ class Mutation(NamedTuple):
     status: int  # the HTTP status served; 0 while held by a fault, or when the connection was dropped unserved
     at: float = 0.0  # wall-clock time (time.time()) when the answer was ready: the change took effect by then
     answered: int | None = None  # after=True faults: what the client got instead (0: dropped); None: ``status``
+    agent: str = ""  # the client's User-Agent (the responder names its replica there)
 
     @property
     def ok(self) -> bool:
@@ -112,12 +113,15 @@ class Fault:
     times: int | None = 1  # None: until cleared
     message: str = "injected fault"
     after: bool = False  # serve the request first (its change lands), then apply the fault to the answer
+    agent_contains: str | None = None  # only requests from this client (its User-Agent)
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, agent: str = "") -> bool:
         if self.times is not None and self.hits >= self.times:
             return False
         if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.agent_contains is not None and self.agent_contains not in agent:
             return False
         return self.path_contains is None or self.path_contains in path
 
@@ -165,6 +169,7 @@ class Emulator(Served):
         times: int | None = 1,
         message: str = "injected fault",
         after: bool = False,
+        agent_contains: str | None = None,
     ) -> Fault:
         """Fail matching requests: wait ``delay`` s, then drop the connection (``reset``) or answer ``status``.
 
@@ -185,6 +190,7 @@ class Emulator(Served):
             times=times,
             message=message,
             after=after,
+            agent_contains=agent_contains,
         )
         self._faults.append(fault)
         return fault
@@ -240,8 +246,9 @@ class Emulator(Served):
         self.calls.append((method, path))
         status = _DROPPED
         # Logged on arrival (so the log is in arrival order even for held requests); the status comes later.
-        index = self._record(method=method, path=path, body=json_or_text(request.body))
-        fault = self._take_fault(method=method, path=path)
+        agent = str(request.headers.get("User-Agent", ""))
+        index = self._record(method=method, path=path, body=json_or_text(request.body), agent=agent)
+        fault = self._take_fault(method=method, path=path, agent=agent)
         if fault is not None and fault.after:
             return await self._serve_then_fault(request, fault, index=index)
         try:
@@ -273,7 +280,7 @@ class Emulator(Served):
         if index is not None:  # ``at`` stays the time the change landed
             self.mutations[index] = self.mutations[index]._replace(answered=status)
 
-    def _record(self, *, method: str, path: str, body: Any) -> int | None:
+    def _record(self, *, method: str, path: str, body: Any, agent: str = "") -> int | None:
         if method not in _MUTATING:
             return None
         parsed = parse_path(path)
@@ -282,11 +289,11 @@ class Emulator(Served):
         name = parsed.name
         if name is None and isinstance(body, dict):  # a create names its object in the body
             name = (body.get("metadata") or {}).get("name")
-        self.mutations.append(Mutation(method, path, kind, parsed.namespace, name, body, _DROPPED))
+        self.mutations.append(Mutation(method, path, kind, parsed.namespace, name, body, _DROPPED, agent=agent))
         return len(self.mutations) - 1
 
-    def _take_fault(self, *, method: str, path: str) -> Fault | None:
-        fault = next((f for f in self._faults if f.matches(method, path)), None)
+    def _take_fault(self, *, method: str, path: str, agent: str = "") -> Fault | None:
+        fault = next((f for f in self._faults if f.matches(method, path, agent)), None)
         if fault is not None:
             fault.hits += 1
         return fault

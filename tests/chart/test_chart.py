@@ -1,10 +1,10 @@
 """The Helm chart, rendered by the real Helm library (helm-sdkpy) and checked object by object.
 
-Rendered: the default values, tests/chart/values-all.yaml (every option on), values-ha.yaml (replicas > 1, no
-persistence: a Deployment) and values-ha-persistent.yaml (replicas > 1 with persistence: a StatefulSet).
-Checked: kubernetes-validate --strict on every object, least-privilege RBAC, the pod's security settings,
-config and secrets as files (and the config passes `canary-responder check-config --skip-secrets`), the packaged
-PrometheusRule equals alert-rules/, the dashboard, NOTES, lint, and bad values rejected by values.schema.json.
+Rendered: the default values, tests/chart/values-all.yaml (every option on, SQLite) and values-ha.yaml (three
+replicas on PostgreSQL; that mode's own facts are in test_postgres_mode.py). Checked: kubernetes-validate --strict
+on every object, least-privilege RBAC, the pod's security settings, config and secrets as files (and the config
+passes `canary-responder check-config --skip-secrets`), the packaged PrometheusRule equals alert-rules/, the
+dashboard, NOTES, lint, and bad values rejected by values.schema.json.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ VALUE_FILES = {
     "default": None,
     "all": HERE / "values-all.yaml",
     "ha": HERE / "values-ha.yaml",
-    "ha-persistent": HERE / "values-ha-persistent.yaml",
 }
 BAD_VALUES = sorted((HERE / "bad").glob("*.yaml"))
 
@@ -109,16 +108,13 @@ def test_objects_live_in_the_release_namespace_or_an_allowed_one(rendered: Rende
 
 
 def _workload(rendered: Rendered) -> dict[str, Any]:
-    """The one workload running the responder: a Deployment or (replicas > 1 with persistence) a StatefulSet."""
-    workloads = rendered.of_kind("Deployment") + rendered.of_kind("StatefulSet")
-    assert len(workloads) == 1, [(w["kind"], w["metadata"]["name"]) for w in workloads]
-    return workloads[0]
+    """The one workload running the responder: always a Deployment (the SQLite StatefulSet mode was removed)."""
+    assert not rendered.of_kind("StatefulSet")
+    return rendered.one("Deployment")
 
 
 def _values_for(rendered: Rendered) -> dict[str, Any]:
     workload = _workload(rendered)
-    if workload["kind"] == "StatefulSet":
-        return _values("ha-persistent")
     replicas = workload["spec"]["replicas"]
     name = "ha" if replicas > 1 else ("all" if workload["metadata"]["name"] == "responder" else "default")
     return _values(name)
@@ -234,16 +230,8 @@ def _secret_refs(node: Any) -> list[str]:
 def test_rendered_config_passes_check_config(rendered: Rendered, responder_cli: Path, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(rendered.one("ConfigMap", _workload(rendered)["metadata"]["name"])["data"]["config.yaml"])
-    config = _config_of(rendered)
     command = [str(responder_cli), "check-config", "--skip-secrets", str(path)]
     proc = subprocess.run(command, capture_output=True, text=True)
-    if proc.returncode != 0 and "leader_election" in config and "leader_election" in proc.stderr:
-        # A responder without the `leader_election` setting yet (issue 5, item 4) rejects the key: check the
-        # placeholder's shape here and the rest with check-config.
-        election = config.pop("leader_election")
-        assert election == {"enabled": True, "lease_name": "canary-responder-leader", "namespace": NAMESPACE}
-        path.write_text(yaml.safe_dump(config))
-        proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "allowed namespaces:" in proc.stdout
 
@@ -268,6 +256,8 @@ def test_secrets_are_files_from_mounted_secrets_never_inline(rendered: Rendered)
         values["auth"][part]["existingSecret"] for part in ("webhook", "admin", "auditHmac") if values["auth"][part]
     } - {""}
     existing |= {e["secret"] for e in values["extraSecretFiles"]}
+    if values["storage"]["backend"] == "postgres":
+        existing.add(values["storage"]["postgres"]["existingSecret"])  # brought by the user, never created
     for name, key in mounted.values():
         assert name in existing or key in created[name]["data"], f"{name}/{key} neither created nor existing"
     # Nothing secret in the ConfigMap: no value of a created Secret appears in it.
@@ -289,6 +279,8 @@ def test_chart_owned_config_keys(render: Callable[..., Rendered]) -> None:
     assert len(cfg["auth"]["webhook"]["bearer_tokens"]) == 2 and cfg["auth"]["webhook"]["basic"]["username"]
     assert cfg["dry_run"] is True and cfg["safety"]["canary_marker"] == "track=canary"
     assert "leader_election" not in cfg and "leader_election" not in _config_of(default)
+    assert _config_of(default)["storage"] == {"path": "/var/lib/canary-responder/responder.db"}
+    assert _config_of(ha)["storage"]["backend"] == "postgres" and "path" not in _config_of(ha)["storage"]
     assert _config_of(ha)["leader_election"] == {
         "enabled": True,
         "lease_name": "canary-responder-leader",
@@ -313,127 +305,42 @@ def test_generated_tokens_and_given_ones(render: Callable[..., Rendered]) -> Non
 # --- storage -------------------------------------------------------------------------------------------------
 
 
-def test_persistence_pvc_or_emptydir_with_warning(render: Callable[..., Rendered]) -> None:
-    default, ha = render(None), render(VALUE_FILES["ha"])
+def test_persistence_pvc_or_emptydir_with_warning(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    default = render(None)
     pvc = default.one("PersistentVolumeClaim")
     pod = default.one("Deployment")["spec"]["template"]["spec"]
     (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
     assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert default.one("Deployment")["spec"]["strategy"]["type"] == "Recreate"
     assert "WARNING: persistence.enabled is false" not in default.notes
-    assert not ha.of_kind("PersistentVolumeClaim")
-    (data,) = [v for v in ha.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
+    path = tmp_path / "ephemeral.yaml"
+    path.write_text("persistence: {enabled: false}\n")
+    ephemeral = render(path)
+    assert not ephemeral.of_kind("PersistentVolumeClaim")
+    (data,) = [v for v in ephemeral.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "data"]
     assert data == {"name": "data", "emptyDir": {}}
-    assert "WARNING: persistence.enabled is false" in ha.notes and "LOST" in ha.notes
-    # Followers are never ready: a rolling update would wait for them for ever, so HA replaces all pods at once.
-    assert ha.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "WARNING: persistence.enabled is false" in ephemeral.notes and "LOST" in ephemeral.notes
+    # No file to hand over, but still one actor at a time: two pods with separate inboxes would both act.
+    assert ephemeral.one("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_single_replica_is_a_deployment_with_its_pvc(render: Callable[..., Rendered]) -> None:
+def test_single_replica_is_a_deployment_with_its_pvc(render: Callable[..., Rendered], tmp_path: Path) -> None:
     default = render(None)
     assert not default.of_kind("StatefulSet")
     assert [s["metadata"]["name"] for s in default.of_kind("Service")] == ["canary-responder"]
     pvc = default.one("PersistentVolumeClaim", "canary-responder-data")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "Storage: SQLite (storage.backend=sqlite), on PVC canary-responder-data" in default.notes
     everything = render(VALUE_FILES["all"])  # replicaCount 1, persistence with every PVC option
     assert everything.one("Deployment")["spec"]["strategy"]["type"] == "Recreate"
     assert everything.one("PersistentVolumeClaim")["spec"]["storageClassName"] == "fast-ssd"
-
-
-def test_ha_with_persistence_is_a_statefulset_with_a_claim_per_replica(
-    render: Callable[..., Rendered], tmp_path: Path
-) -> None:
-    ha = render(VALUE_FILES["ha-persistent"])
-    values = _values("ha-persistent")
-    assert not ha.of_kind("Deployment")
-    assert not ha.of_kind("PersistentVolumeClaim"), "no standalone PVC: each replica has its own from the template"
-    sts = ha.one("StatefulSet", "canary-responder")
-    spec = sts["spec"]
-    assert spec["replicas"] == 3
-    assert spec["podManagementPolicy"] == "Parallel"
-    # A RollingUpdate would wait for each replaced follower to become ready, which it never does.
-    assert spec["updateStrategy"] == {"type": "OnDelete"}
-    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
-    (claim,) = spec["volumeClaimTemplates"]
-    persistence = values["persistence"]
-    assert claim["metadata"]["name"] == "data"
-    assert claim["metadata"]["annotations"] == persistence["annotations"]
-    # volumeClaimTemplates are immutable: no label that changes with the chart version.
-    assert (
-        "helm.sh/chart" not in claim["metadata"]["labels"]
-        and "app.kubernetes.io/version" not in claim["metadata"]["labels"]
-    )
-    assert claim["spec"] == {
-        "accessModes": persistence["accessModes"],
-        "storageClassName": persistence["storageClass"],
-        "resources": {"requests": {"storage": persistence["size"]}},
-    }
-    pod = spec["template"]["spec"]
-    assert "data" not in [v["name"] for v in pod["volumes"]], "data comes from the volumeClaimTemplate"
-    (container,) = pod["containers"]
-    (data_mount,) = [m for m in container["volumeMounts"] if m["name"] == "data"]
-    assert data_mount["mountPath"] == persistence["mountPath"]
-    assert _config_of(ha)["storage"]["path"] == f"{persistence['mountPath']}/responder.db"
-    assert _config_of(ha)["leader_election"] == {
-        "enabled": True,
-        "lease_name": "canary-responder",
-        "namespace": NAMESPACE,
-    }
-
-    # The headless Service names the pods; the normal one (Alertmanager's) reaches the ready pod only.
-    headless = ha.one("Service", spec["serviceName"])
-    assert headless["metadata"]["name"] == "canary-responder-headless"
-    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
-    assert headless["spec"]["selector"] == spec["selector"]["matchLabels"]
-    service = ha.one("Service", "canary-responder")
-    assert service["spec"]["type"] == "ClusterIP" and "clusterIP" not in service["spec"]
-    assert "publishNotReadyAddresses" not in service["spec"]
-    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
-    assert ha.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
-
-    # The same pod as the Deployment's: the same values with one replica render a Deployment whose pod template
-    # differs only by the data volume (its PVC) and the config checksum (no leader_election with one replica).
-    single = tmp_path / "single.yaml"
-    single.write_text(yaml.safe_dump({**yaml.safe_load(VALUE_FILES["ha-persistent"].read_text()), "replicaCount": 1}))
-    deployment = render(single).one("Deployment")
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    template = deployment["spec"]["template"]
-    assert template["metadata"]["labels"] == spec["template"]["metadata"]["labels"]
-    single_pod = json.loads(json.dumps(template["spec"]))
-    single_pod["volumes"] = [v for v in single_pod["volumes"] if v["name"] != "data"]
-    assert single_pod == pod
-
-    notes = ha.notes
-    assert "Each replica has its own database and its own audit chain" in notes
-    assert "for i in $(seq 0 2); do kubectl -n ops exec canary-responder-$i -- canary-responder audit verify" in notes
-    assert "data-canary-responder-<ordinal>" in notes and "OnDelete" in notes
-    assert "WARNING: persistence.enabled is false" not in notes
-
-
-def test_workload_can_be_chosen(render: Callable[..., Rendered], tmp_path: Path) -> None:
-    path = tmp_path / "sts-single.yaml"
-    path.write_text("workload: statefulset\n")
-    single = render(path)
-    assert not single.of_kind("Deployment") and not single.of_kind("PersistentVolumeClaim")
-    assert single.one("StatefulSet")["spec"]["replicas"] == 1
-    assert single.one("StatefulSet")["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
-    path = tmp_path / "sts-ephemeral.yaml"
-    path.write_text("workload: statefulset\nreplicaCount: 2\npersistence: {enabled: false}\n")
-    ephemeral = render(path).one("StatefulSet")["spec"]
-    assert "volumeClaimTemplates" not in ephemeral and "persistentVolumeClaimRetentionPolicy" not in ephemeral
-    assert {"name": "data", "emptyDir": {}} in ephemeral["template"]["spec"]["volumes"]
-
-
-def test_a_shared_database_volume_is_refused(render: Callable[..., Rendered], tmp_path: Path) -> None:
-    values = tmp_path / "ha-deployment-with-pvc.yaml"
-    values.write_text("workload: deployment\nreplicaCount: 2\npersistence: {enabled: true}\n")
-    with pytest.raises(HelmFailed, match="would share one audit database between pods"):
-        render(values)
-    values = tmp_path / "ha-existing-claim.yaml"
-    values.write_text("replicaCount: 2\npersistence: {enabled: true, existingClaim: audit}\n")
-    with pytest.raises(HelmFailed, match="persistence.existingClaim names one volume"):
-        render(values)
+    path = tmp_path / "existing-claim.yaml"
+    path.write_text("persistence: {enabled: true, existingClaim: audit}\n")
+    existing = render(path)
+    assert not existing.of_kind("PersistentVolumeClaim")
+    volumes = existing.one("Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "audit"}} in volumes
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------
@@ -464,7 +371,7 @@ def test_service_monitor_scrapes_the_service(rendered: Rendered) -> None:
     svc = rendered.one("Service", _workload(rendered)["metadata"]["name"])
     selector = monitor["spec"]["selector"]
     assert _selects(selector, svc["metadata"]["labels"])
-    # Only that Service: the StatefulSet's headless one has the same pods (they would be scraped twice).
+    # Only that Service: another Service with the same pods would have them scraped twice.
     assert [
         s["metadata"]["name"] for s in rendered.of_kind("Service") if _selects(selector, s["metadata"]["labels"])
     ] == [svc["metadata"]["name"]]
@@ -517,6 +424,7 @@ def test_network_policy(render: Callable[..., Rendered]) -> None:
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     (source,) = ingress["from"]
     assert sorted(source["namespaceSelector"]["matchExpressions"][0]["values"]) == ["monitoring", "prometheus"]
+    # SQLite: no replica-to-replica and no PostgreSQL rules (test_postgres_mode.py has those).
     dns, api, extra = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert [b["ipBlock"]["cidr"] for b in api["to"]] == ["10.0.0.1/32", "172.20.0.10/32"]

@@ -10,6 +10,9 @@ Alertmanager, the next run re-sends every notification that did not get a 200.
 After a final clean run: every 200-acknowledged notification is stored and each of its events decided exactly
 once, each target was rolled back exactly once (one rollback record, one successful Ingress PATCH and one
 successful /scale PATCH in the emulator), and ``canary-responder audit verify`` passes.
+
+Run against both backends: the SQLite file, and the shared PostgreSQL (where a SIGKILL also leaves the server to
+notice the dead session and release its transaction and the audit chain's lock).
 """
 
 from __future__ import annotations
@@ -18,20 +21,22 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from backends import Backend
 from support import (
     alert,
-    audit_verify,
     bearer,
     free_port,
     notification,
-    read_db,
     start_server,
     wait_healthy,
     write_config,
@@ -78,8 +83,19 @@ async def post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
         return None
 
 
+def verify_cli(backend: Backend, config: Path) -> subprocess.CompletedProcess[str]:
+    source = ["--config", str(config)] if backend.shared else ["--db", str(backend.db)]
+    return subprocess.run(
+        [sys.executable, "-m", "responder", "audit", "verify", *source], capture_output=True, text=True, check=False
+    )
+
+
+def audit_data(backend: Backend, kind: str) -> list[dict[str, Any]]:
+    return [orjson.loads(row[0]) for row in backend.query("SELECT data FROM audit WHERE kind = ?", kind)]
+
+
 async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
-    tmp_path: Path, big_cluster: tuple[Emulator, str]
+    tmp_path: Path, big_cluster: tuple[Emulator, str], backend: Backend
 ) -> None:
     emulator, kube_url = big_cluster
     rng = random.Random(int(os.environ.get("KILL_SEED", "20261127")))
@@ -91,8 +107,10 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
         listen={"host": "127.0.0.1", "port": port},
         rollback_cap={"max": 1000, "window": "10m"},
         log_level="WARNING",
+        storage=backend.storage(),
     )
-    db, log = tmp_path / "responder.db", tmp_path / "server.log"
+    log = tmp_path / "server.log"
+    read_db = backend.query
     acknowledged: dict[int, int] = {}  # notification id -> events in its 200 answer
     unacknowledged: list[dict[str, Any]] = []  # to be re-sent, as Alertmanager would
     interrupted = Counter[str]()
@@ -122,8 +140,8 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
                 server.wait()
             await sender
             emulator.clear_faults()
-            undecided = read_db(db, "SELECT COUNT(*) FROM events WHERE decided_at IS NULL")[0][0]
-            pending = read_db(db, "SELECT COUNT(*) FROM rollbacks WHERE status='pending'")[0][0]
+            undecided = read_db("SELECT COUNT(*) FROM events WHERE decided_at IS NULL")[0][0]
+            pending = read_db("SELECT COUNT(*) FROM rollbacks WHERE status='pending'")[0][0]
             interrupted["runs with undecided events"] += bool(undecided)
             interrupted["runs with a rollback under way"] += bool(pending)
             interrupted["runs with unacknowledged posts"] += bool(unacknowledged)
@@ -137,8 +155,8 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
             await send_all(payloads)
             assert not unacknowledged
             for _ in range(300):
-                undecided = read_db(db, "SELECT COUNT(*) FROM events WHERE decided_at IS NULL")[0][0]
-                pending = read_db(db, "SELECT COUNT(*) FROM rollbacks WHERE status='pending'")[0][0]
+                undecided = read_db("SELECT COUNT(*) FROM events WHERE decided_at IS NULL")[0][0]
+                pending = read_db("SELECT COUNT(*) FROM rollbacks WHERE status='pending'")[0][0]
                 if not undecided and not pending:
                     break
                 await asyncio.sleep(0.05)
@@ -148,19 +166,15 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
     print(f"\n{RUNS} SIGKILLs: {dict(interrupted)}; {len(acknowledged)} notifications acknowledged")
 
     # Every acknowledged notification is stored with all its events, each decided exactly once.
-    events = read_db(db, "SELECT id, notification_id, decided_at FROM events")
+    events = read_db("SELECT id, notification_id, decided_at FROM events")
     per_notification = Counter(n for _, n, _ in events)
     assert {n: per_notification[n] for n in acknowledged} == acknowledged
     assert all(decided_at is not None for _, _, decided_at in events)
-    decisions = Counter(
-        row[0]
-        for row in read_db(db, "SELECT json_extract(data, '$.event_id') FROM audit WHERE kind='decision'")
-        if row[0]
-    )
+    decisions = Counter(data["event_id"] for data in audit_data(backend, "decision") if data.get("event_id"))
     assert sorted(decisions) == sorted(e for e, _, _ in events) and set(decisions.values()) == {1}
 
     # One rollback per target, completed; each mutation landed once.
-    rollbacks = read_db(db, "SELECT target, status FROM rollbacks")
+    rollbacks = read_db("SELECT target, status FROM rollbacks")
     assert sorted(rollbacks) == sorted((f"shop/{t}-canary", "done") for t in TARGETS[: min(RUNS, len(TARGETS))])
     for kind, subresource in (("Ingress", None), ("Deployment", "scale")):
         landed = Counter(m.name for m in emulator.mutations if m.ok and m.kind == kind and m.subresource == subresource)
@@ -168,12 +182,10 @@ async def test_sigkill_at_random_points_loses_nothing_and_does_nothing_twice(
         assert len(landed) == len(rollbacks)
     for target in TARGETS[:RUNS]:
         assert emulator.get_object("apps/v1/deployments", "shop", f"{target}-canary")["spec"]["replicas"] == 0
-    outcomes = Counter(
-        row[0] for row in read_db(db, "SELECT json_extract(data, '$.outcome') FROM audit WHERE kind='decision'")
-    )
+    outcomes = Counter(data.get("outcome") for data in audit_data(backend, "decision"))
     assert outcomes["rollback"] == len(rollbacks) and outcomes["duplicate"] > 0
 
-    verify = audit_verify(db)
+    verify = verify_cli(backend, config)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "audit chain OK" in verify.stdout
     # The kills did land inside work in progress.

@@ -1,12 +1,20 @@
 """Storage faults: the database becomes unwritable while the responder runs, then comes back.
 
-Three real mechanisms:
+Real mechanisms, SQLite:
 - ``disk_full``: the database lives on a small tmpfs mounted for the test (root only; skipped otherwise), which a
   filler file then fills up to ENOSPC;
 - ``locked``: another process holds ``BEGIN EXCLUSIVE`` on the database (the store gives up after its 2 s busy
   timeout);
 - ``read_only``: ``PRAGMA query_only`` on the store's own connection, SQLite's read-only mode (root ignores file
   permissions, and a tmpfs with open files cannot be remounted read-only).
+PostgreSQL (the shared store):
+- ``unreachable``: the server is shut down (every session ended) and started again later; the responder is not
+  restarted, its writer reconnects;
+- ``locked``: another session holds the audit chain's advisory lock (a replica stalled inside a transaction): every
+  write waits out the 2 s statement timeout;
+- ``read_only``: ``default_transaction_read_only`` on the store's own connection (a server turned read-only).
+(PostgreSQL's full disk is in tests/unit/test_store_postgres.py: its writes land in free space of existing pages
+for a while, so "every write fails at once" is not how it behaves.)
 
 Documented behaviour (README): webhooks are answered 503 with Retry-After (Alertmanager retries), /readyz fails,
 the engine keeps retrying the records it must make rather than dropping them; when storage returns everything
@@ -25,10 +33,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from backends import Backend
 from support import Running, alert, notification, running_responder, wait_for, write_config
 
 from faults.helpers import ok_mutations, query, settle
+from responder.store.postgres.dialect import CHAIN_LOCK
 from responder.testing.emulator import Emulator
 
 LOCK_HOLDER = """
@@ -56,17 +67,23 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 class Breaker:
-    """Makes the responder's database unwritable, then writable again, by one of the three mechanisms."""
+    """Makes the responder's database unwritable, then writable again, by one of the mechanisms."""
 
-    def __init__(self, how: str, running: Running, db: Path) -> None:
-        self.how, self.running, self.db = how, running, db
+    def __init__(self, how: str, running: Running, db: Path, backend: Backend) -> None:
+        self.how, self.running, self.db, self.backend = how, running, db, backend
         self._holder: asyncio.subprocess.Process | None = None
+        self._session: psycopg.Connection[Any] | None = None
 
     async def _pragma(self, sql: str) -> None:
         await self.running.services.store.read(lambda r: r.conn.execute(sql).fetchall())
 
+    async def _session_sql(self, sql: str) -> None:
+        await self.running.services.store.read(lambda r: r.conn.execute(sql))
+
     async def break_it(self) -> None:
-        if self.how == "disk_full":
+        if self.backend.shared:
+            await self._break_postgres()
+        elif self.how == "disk_full":
             # Empty the WAL first, so that the very next write needs new blocks; then take every free block.
             await self._pragma("PRAGMA wal_checkpoint(TRUNCATE)")
             with (self.db.parent / "filler").open("wb") as filler:
@@ -85,8 +102,30 @@ class Breaker:
         else:
             await self._pragma("PRAGMA query_only=ON")
 
+    async def _break_postgres(self) -> None:
+        assert self.backend.server is not None and self.backend.dsn is not None
+        if self.how == "unreachable":
+            await asyncio.to_thread(self.backend.server.stop, "fast")
+        elif self.how == "locked":
+            self._session = await asyncio.to_thread(psycopg.connect, self.backend.dsn, autocommit=True)
+            self._session.execute("SELECT pg_advisory_lock(%s, %s)", CHAIN_LOCK)
+        else:
+            await self._session_sql("SET default_transaction_read_only = on")
+
+    async def _repair_postgres(self) -> None:
+        assert self.backend.server is not None
+        if self.how == "unreachable":
+            await asyncio.to_thread(self.backend.server.start)
+        elif self.how == "locked":
+            assert self._session is not None
+            self._session.close()
+        else:
+            await self._session_sql("SET default_transaction_read_only = off")
+
     async def repair(self) -> None:
-        if self.how == "disk_full":
+        if self.backend.shared:
+            await self._repair_postgres()
+        elif self.how == "disk_full":
             (self.db.parent / "filler").unlink()
         elif self.how == "locked":
             assert self._holder is not None and self._holder.stdin is not None
@@ -97,14 +136,16 @@ class Breaker:
             await self._pragma("PRAGMA query_only=OFF")
 
     async def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
         if self._holder is not None and self._holder.returncode is None:
             self._holder.kill()
             await self._holder.wait()
 
 
 @contextlib.asynccontextmanager
-async def broken(how: str, running: Running, db: Path) -> AsyncIterator[Breaker]:
-    breaker = Breaker(how, running, db)
+async def broken(how: str, running: Running, db: Path, backend: Backend) -> AsyncIterator[Breaker]:
+    breaker = Breaker(how, running, db, backend)
     try:
         yield breaker
     finally:
@@ -121,14 +162,24 @@ async def readyz(running: Running) -> tuple[int, dict[str, Any]]:
         return response.status, await response.json()
 
 
-@pytest.mark.parametrize("how", ["disk_full", "locked", "read_only"])
+FAULTS = [
+    ("sqlite", "disk_full"),
+    ("sqlite", "locked"),
+    ("sqlite", "read_only"),
+    ("postgres", "unreachable"),
+    ("postgres", "locked"),
+    ("postgres", "read_only"),
+]
+
+
+@pytest.mark.parametrize(("backend", "how"), FAULTS, indirect=["backend"], ids=[f"{b}-{h}" for b, h in FAULTS])
 async def test_unwritable_storage_answers_503_then_recovers_without_losing_anything(
-    tmp_path: Path, cluster: tuple[Emulator, str], how: str, request: pytest.FixtureRequest
+    tmp_path: Path, cluster: tuple[Emulator, str], how: str, backend: Backend, request: pytest.FixtureRequest
 ) -> None:
     emulator, url = cluster
     directory = request.getfixturevalue("small_fs") if how == "disk_full" else tmp_path / "data"
     db = directory / "responder.db"
-    config = write_config(tmp_path, kube_url=url, storage={"path": str(db)})
+    config = write_config(tmp_path, kube_url=url, storage=backend.storage(path=str(db)))
     acknowledged: dict[int, int] = {}  # notification id -> events, for every 200
 
     async def deliver(payload: dict[str, Any]) -> None:
@@ -136,7 +187,7 @@ async def test_unwritable_storage_answers_503_then_recovers_without_losing_anyth
         assert status == 200, body
         acknowledged[body["notification_id"]] = body["events"]
 
-    async with running_responder(config) as running, broken(how, running, db) as breaker:
+    async with running_responder(config) as running, broken(how, running, db, backend) as breaker:
         await deliver(notification(alert(app="checkout")))
         await settle(running)
         # A rollback whose traffic step is slow is under way when storage fails: its step result and final
@@ -154,7 +205,8 @@ async def test_unwritable_storage_answers_503_then_recovers_without_losing_anyth
         assert ready["checks"]["kubernetes"] == "ok"
         await wait_for(lambda: ok_mutations(emulator, kind="Ingress")[-1:] == ["payments-canary"], "traffic off")
         await asyncio.sleep(0.3)  # the step result cannot be recorded now: the engine keeps retrying it
-        assert [r.status for r in await running.services.store.rollbacks()] == ["done", "pending"]
+        if how != "unreachable":  # (nothing can be read from a server that is down)
+            assert [r.status for r in await running.services.store.rollbacks()] == ["done", "pending"]
 
         await breaker.repair()
         status, ready = await readyz(running)
@@ -164,10 +216,10 @@ async def test_unwritable_storage_answers_503_then_recovers_without_losing_anyth
 
         rollbacks = {r.key: r.status for r in await running.services.store.rollbacks()}
         events = await query(running, "SELECT id, notification_id, decided_at FROM events")
-        decisions = await query(
-            running,
-            "SELECT json_extract(data, '$.event_id'), json_extract(data, '$.outcome') FROM audit WHERE kind='decision'",
-        )
+        decisions = [
+            (entry.data["event_id"], entry.data["outcome"])
+            for entry in await running.services.store.audit_entries(kind="decision", limit=1000)
+        ]
         verify = await running.services.store.verify()
         unavailable = running.services.metrics.registry.get_sample_value(
             "canary_responder_webhooks_total", {"result": "unavailable"}

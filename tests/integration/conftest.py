@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from responder.store.sqlite import SqliteStore
 from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
 
@@ -13,3 +15,12 @@ async def cluster() -> AsyncIterator[tuple[Emulator, str]]:
     objects = sample_canary_objects("shop", "checkout") + sample_canary_objects("shop", "payments")
     async with run_emulator(objects) as (emulator, url):
         yield emulator, url
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open SQLite store in the test's directory, closed at the end."""
+    opened = SqliteStore(tmp_path / "responder.db")
+    await opened.open()
+    yield opened
+    await opened.close()

@@ -1,23 +1,22 @@
 """Tampering with the audit log is caught: a real responder records a history (receipts, alerts, decisions, a
-rollback), stops, and the SQLite file is then edited with sqlite3 the way an intruder with file access would.
-``canary-responder audit verify`` must exit 1 naming the entry, where the untouched file verifies (exit 0).
+rollback), stops, and the database is then edited with its own driver the way an intruder with access would (the
+SQLite file with sqlite3, the shared PostgreSQL with psycopg). ``canary-responder audit verify`` must exit 1 naming
+the entry, where the untouched database verifies (exit 0). Every test runs on both backends.
 
-Only the tampering uses sqlite3; every answer is read through the CLI or the HTTP API."""
+Only the tampering uses a database driver; every answer is read through the CLI or the HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from backends import Backend
 from support import READ_TOKEN, alert, bearer, notification, running_responder, write_config
 
 from responder.cli.main import main
@@ -35,14 +34,31 @@ HISTORY = [
 @dataclass(frozen=True)
 class History:
     config: Path
-    db: Path
+    backend: Backend
     keyed: bool
     length: int  # the head as monitoring saw it (GET /api/v1/status)
     head: str
 
+    @property
+    def db(self) -> Path:
+        return self.backend.db
+
     def source(self) -> list[str]:
-        """Where the CLI reads the chain: an HMAC chain needs its key, so the configuration."""
-        return ["--config", str(self.config)] if self.keyed else ["--db", str(self.db)]
+        """Where the CLI reads the chain: an HMAC chain needs its key, so the configuration; the shared database
+        is named by the configuration (its DSN is a secret)."""
+        if self.keyed or self.backend.shared:
+            return ["--config", str(self.config)]
+        return ["--db", str(self.db)]
+
+    def without_key(self) -> History:
+        """The same database read without the HMAC key (SQLite: the file itself; PostgreSQL: a configuration
+        without the key)."""
+        if not self.backend.shared:
+            return History(self.config, self.backend, False, self.length, self.head)
+        directory = self.config.parent / "keyless"
+        directory.mkdir(exist_ok=True)
+        keyless = Backend(self.backend.name, directory, dsn=self.backend.dsn)
+        return History(write_config(directory, storage=keyless.storage()), keyless, False, self.length, self.head)
 
 
 @pytest.fixture
@@ -56,9 +72,10 @@ def verify(capsys: pytest.CaptureFixture[str]) -> Any:
 
 
 async def record_history(
-    tmp_path: Path, kube_url: str, *, keyed: bool = False, payloads: list[dict[str, Any]] = HISTORY
+    backend: Backend, kube_url: str, *, keyed: bool = False, payloads: list[dict[str, Any]] = HISTORY
 ) -> History:
-    storage: dict[str, Any] = {"path": str(tmp_path / "responder.db")}
+    tmp_path = backend.tmp_path
+    storage = backend.storage()
     if keyed:
         (tmp_path / "hmac-key").write_text(HMAC_KEY + "\n")
         storage["audit_hmac_key"] = {"file": str(tmp_path / "hmac-key")}
@@ -66,7 +83,7 @@ async def record_history(
     async with running_responder(config) as running:
         await post_and_drain(running.session, running.url, running.services, payloads)
         audit = (await status(running.session, running.url))["audit"]
-    return History(config, tmp_path / "responder.db", keyed, audit["length"], audit["head"])
+    return History(config, backend, keyed, audit["length"], audit["head"])
 
 
 async def post_and_drain(session: Any, url: str, services: Any, payloads: list[dict[str, Any]]) -> None:
@@ -83,25 +100,15 @@ async def status(session: Any, url: str) -> dict[str, Any]:
         return body
 
 
-@contextmanager
-def tampering(db: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(db)
-    try:
-        with conn:
-            yield conn
-    finally:
-        conn.close()
-
-
-def seq_of(conn: sqlite3.Connection, kind: str, **data: str) -> int:
+def seq_of(history: History, conn: Any, kind: str, **data: str) -> int:
     """The first entry of ``kind`` whose data has these values (entry order depends on timing)."""
-    where = "".join(f" AND json_extract(data, '$.{field}') = ?" for field in data)
+    where = "".join(f" AND {history.backend.json('data', field)} = ?" for field in data)
     row = conn.execute(f"SELECT min(seq) FROM audit WHERE kind = ?{where}", (kind, *data.values())).fetchone()
     assert row[0] is not None, (kind, data)
     return int(row[0])
 
 
-def rehash_from(conn: sqlite3.Connection, first: int) -> None:
+def rehash_from(conn: Any, first: int) -> None:
     """What an intruder without the key does after an edit: recompute plain SHA-256 from there to the end."""
     rows = conn.execute(
         "SELECT seq, ts, kind, target, actor, data FROM audit WHERE seq >= ? ORDER BY seq", (first,)
@@ -114,10 +121,14 @@ def rehash_from(conn: sqlite3.Connection, first: int) -> None:
         prev = digest
 
 
-def edit_decision(conn: sqlite3.Connection) -> int:
+def edit_decision(history: History, conn: Any) -> int:
     """The rollback decision now says it only notified."""
-    seq = seq_of(conn, "decision", outcome="rollback")
-    conn.execute("UPDATE audit SET data = json_set(data, '$.outcome', 'notify') WHERE seq = ?", (seq,))
+    seq = seq_of(history, conn, "decision", outcome="rollback")
+    if history.backend.shared:
+        edit = "jsonb_set(data::jsonb, '{outcome}', '\"notify\"')::text"
+    else:
+        edit = "json_set(data, '$.outcome', 'notify')"
+    conn.execute(f"UPDATE audit SET data = {edit} WHERE seq = ?", (seq,))
     return seq
 
 
@@ -134,9 +145,9 @@ def assert_broken(result: tuple[int, str, str], *lines: str) -> None:
 
 @pytest.mark.parametrize("keyed", [False, True], ids=["sha256", "hmac"])
 async def test_the_untouched_history_verifies(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any, keyed: bool
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any, keyed: bool
 ) -> None:
-    history = await record_history(tmp_path, cluster[1], keyed=keyed)
+    history = await record_history(backend, cluster[1], keyed=keyed)
     assert history.length >= 12  # receipts, alerts, decisions, the rollback's intent, actions and result
     code, out, err = verify(history)
     assert (code, err) == (0, "")
@@ -147,12 +158,11 @@ async def test_the_untouched_history_verifies(
     assert verify(history, "--expect-length", "0", "--expect-head", "0" * 64)[0] == 0  # the genesis
 
 
-async def test_an_hmac_chain_needs_its_key(tmp_path: Path, cluster: tuple[Emulator, str], verify: Any) -> None:
+async def test_an_hmac_chain_needs_its_key(backend: Backend, cluster: tuple[Emulator, str], verify: Any) -> None:
     more = [notification(alert(f"CanaryAlert{n}", action="notify")) for n in range(4)]
-    history = await record_history(tmp_path, cluster[1], keyed=True, payloads=HISTORY + more)
+    history = await record_history(backend, cluster[1], keyed=True, payloads=HISTORY + more)
     assert history.length > 20
-    without_key = History(history.config, history.db, False, history.length, history.head)  # --db: no key
-    _, _, err = result = verify(without_key)
+    _, _, err = result = verify(history.without_key())
     assert_broken(result, r"^  entry 1: content does not match its hash \(modified\)$")
     lines = err.splitlines()[1:]  # every entry fails; the report keeps the first 20
     assert lines[19] == "  entry 20: content does not match its hash (modified)"
@@ -164,30 +174,30 @@ async def test_an_hmac_chain_needs_its_key(tmp_path: Path, cluster: tuple[Emulat
 
 @pytest.mark.parametrize("keyed", [False, True], ids=["sha256", "hmac"])
 async def test_an_edited_entry_is_caught(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any, keyed: bool
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any, keyed: bool
 ) -> None:
-    history = await record_history(tmp_path, cluster[1], keyed=keyed)
-    with tampering(history.db) as conn:
-        seq = edit_decision(conn)
+    history = await record_history(backend, cluster[1], keyed=keyed)
+    with history.backend.connect() as conn:
+        seq = edit_decision(history, conn)
     assert_broken(verify(history), rf"^  entry {seq}: content does not match its hash \(modified\)$")
 
 
 async def test_recomputed_hashes_do_not_fool_the_hmac_key(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any
 ) -> None:
-    history = await record_history(tmp_path, cluster[1], keyed=True)
-    with tampering(history.db) as conn:
-        seq = edit_decision(conn)
+    history = await record_history(backend, cluster[1], keyed=True)
+    with history.backend.connect() as conn:
+        seq = edit_decision(history, conn)
         rehash_from(conn, seq)  # the edited entry and every later one, linked again
     assert_broken(verify(history), rf"^  entry {seq}: content does not match its hash \(modified\)$")
 
 
 async def test_without_a_key_recomputed_hashes_are_caught_only_by_the_expected_head(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
-        rehash_from(conn, edit_decision(conn))
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
+        rehash_from(conn, edit_decision(history, conn))
     # Plain SHA-256 is no secret: a consistent rewrite verifies. This is what storage.audit_hmac_key is for.
     assert verify(history)[0] == 0
     assert_broken(
@@ -197,10 +207,10 @@ async def test_without_a_key_recomputed_hashes_are_caught_only_by_the_expected_h
     assert_broken(verify(history, "--expect-head", history.head), rf"^  expected head {history.head}: not in the chain")
 
 
-async def test_a_deleted_entry_is_caught(tmp_path: Path, cluster: tuple[Emulator, str], verify: Any) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
-        seq = seq_of(conn, "rollback.intent")
+async def test_a_deleted_entry_is_caught(backend: Backend, cluster: tuple[Emulator, str], verify: Any) -> None:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
+        seq = seq_of(history, conn, "rollback.intent")
         conn.execute("DELETE FROM audit WHERE seq = ?", (seq,))
     assert_broken(
         verify(history),
@@ -209,10 +219,10 @@ async def test_a_deleted_entry_is_caught(tmp_path: Path, cluster: tuple[Emulator
     )
 
 
-async def test_swapped_entries_are_caught(tmp_path: Path, cluster: tuple[Emulator, str], verify: Any) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
-        first, second = seq_of(conn, "decision", outcome="rollback"), seq_of(conn, "rollback.intent")
+async def test_swapped_entries_are_caught(backend: Backend, cluster: tuple[Emulator, str], verify: Any) -> None:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
+        first, second = seq_of(history, conn, "decision", outcome="rollback"), seq_of(history, conn, "rollback.intent")
         conn.execute("UPDATE audit SET seq = -1 WHERE seq = ?", (first,))
         conn.execute("UPDATE audit SET seq = ? WHERE seq = ?", (first, second))
         conn.execute("UPDATE audit SET seq = ? WHERE seq = -1", (second,))
@@ -224,10 +234,10 @@ async def test_swapped_entries_are_caught(tmp_path: Path, cluster: tuple[Emulato
     )
 
 
-async def test_a_forged_entry_is_caught(tmp_path: Path, cluster: tuple[Emulator, str], verify: Any) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
-        after = seq_of(conn, "decision", outcome="rollback")
+async def test_a_forged_entry_is_caught(backend: Backend, cluster: tuple[Emulator, str], verify: Any) -> None:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
+        after = seq_of(history, conn, "decision", outcome="rollback")
         conn.execute("UPDATE audit SET seq = -(seq + 1) WHERE seq > ?", (after,))  # make room at after + 1
         conn.execute("UPDATE audit SET seq = -seq WHERE seq < 0")
         ts, prev = conn.execute("SELECT ts, hash FROM audit WHERE seq = ?", (after,)).fetchone()
@@ -262,14 +272,16 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("change", MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize("change", MALFORMED)
 async def test_a_malformed_entry_is_reported_not_a_crash(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any, change: tuple[str, str]
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any, change: str
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    sql, kind = change
-    with tampering(history.db) as conn:
-        seq = seq_of(conn, kind)
+    if backend.shared and change.endswith("-a-blob"):
+        pytest.skip("PostgreSQL's column types refuse a blob in a TEXT column")
+    history = await record_history(backend, cluster[1])
+    sql, kind = MALFORMED[change]
+    with history.backend.connect() as conn:
+        seq = seq_of(history, conn, kind)
         conn.execute(sql, (seq,))
     assert_broken(verify(history), rf"^  entry {seq}: not a well-formed entry \(modified\)$")
 
@@ -279,10 +291,12 @@ async def test_a_malformed_entry_is_reported_not_a_crash(
 
 @pytest.mark.parametrize("edit", ["raw", "raw-and-sha256", "raw-as-text"])
 async def test_an_edited_raw_notification_is_caught(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any, edit: str
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any, edit: str
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
+    if backend.shared and edit == "raw-as-text":
+        pytest.skip("PostgreSQL's column types refuse text in a BYTEA column")
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
         raw = bytes(conn.execute("SELECT raw FROM notifications WHERE id = 1").fetchone()[0])
         forged = raw.replace(b'"rollback"', b'"notify"', 1)  # the alert's action label
         assert forged != raw
@@ -291,7 +305,7 @@ async def test_an_edited_raw_notification_is_caught(
             conn.execute("UPDATE notifications SET sha256 = ? WHERE id = 1", (hashlib.sha256(forged).hexdigest(),))
         if edit == "raw-as-text":  # a TEXT value where a BLOB was
             conn.execute("UPDATE notifications SET raw = ? WHERE id = 1", (forged.decode(),))
-        receipt = seq_of(conn, "receipt")
+        receipt = seq_of(history, conn, "receipt")
     assert_broken(verify(history), rf"^  entry {receipt}: raw notification 1 was modified$")
 
 
@@ -299,10 +313,10 @@ async def test_an_edited_raw_notification_is_caught(
 
 
 async def test_a_truncated_tail_is_caught_only_with_the_expected_head(
-    tmp_path: Path, cluster: tuple[Emulator, str], verify: Any
+    backend: Backend, cluster: tuple[Emulator, str], verify: Any
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
         conn.execute("DELETE FROM audit WHERE seq > ?", (history.length - 3,))
     # What remains is a valid, shorter chain: recomputing it alone cannot tell that the last entries are gone.
     code, out, _ = verify(history)
@@ -334,10 +348,10 @@ def test_bad_expectations_are_usage_errors(tmp_path: Path, capsys: pytest.Captur
 
 
 async def test_the_endpoint_answers_409_after_a_restart_on_a_tampered_chain(
-    tmp_path: Path, cluster: tuple[Emulator, str]
+    backend: Backend, cluster: tuple[Emulator, str]
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
         conn.execute("UPDATE audit SET actor = 'admin:mallory' WHERE seq = ?", (history.length,))  # the head
     async with running_responder(history.config) as running:
         # The store took its head from the edited last entry and keeps appending to it.
@@ -349,10 +363,10 @@ async def test_the_endpoint_answers_409_after_a_restart_on_a_tampered_chain(
 
 
 async def test_the_endpoint_catches_a_truncated_tail_with_the_expected_head(
-    tmp_path: Path, cluster: tuple[Emulator, str], capsys: pytest.CaptureFixture[str]
+    backend: Backend, cluster: tuple[Emulator, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    history = await record_history(tmp_path, cluster[1])
-    with tampering(history.db) as conn:
+    history = await record_history(backend, cluster[1])
+    with history.backend.connect() as conn:
         conn.execute("DELETE FROM audit WHERE seq > ?", (history.length - 3,))
     length = f"expect_length={history.length}"
     async with running_responder(history.config) as running:
@@ -376,7 +390,7 @@ async def test_the_endpoint_catches_a_truncated_tail_with_the_expected_head(
         code, body = await get_verify(running, "?expect_heads=1")
         assert (code, body["error"]) == (400, "invalid_query")
 
-        token = tmp_path / "read-token"
+        token = backend.tmp_path / "read-token"
         token.write_text(READ_TOKEN)
         server = ["--server", running.url, "--token-file", str(token)]
         capsys.readouterr()

@@ -5,13 +5,14 @@ names in both clusters are two independent targets (lanes, rollbacks, cooldowns,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import ADMIN_TOKEN, Running, alert, notification, running_responder, write_config
 
-from responder.core.model import TargetRef, TrafficRef
+from responder.core.model import TargetRef, TrafficRef, iso
 from responder.store import RollbackRecord
 from responder.store.sqlite import SqliteStore
 from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
@@ -170,7 +171,7 @@ async def test_a_rollback_resumed_after_a_restart_goes_to_its_own_cluster(tmp_pa
     pending = RollbackRecord(
         incident="west:shop:checkout-canary:20261127T120000.000000Z",
         target=TargetRef("shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="west"),
-        created_at="2026-11-27T12:00:00Z",
+        created_at=iso(datetime.now(UTC)),  # recent: an old one would be abandoned (engine.resume_within)
         received_at=0.0,
         status="pending",
         dry_run=False,

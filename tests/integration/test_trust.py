@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_cluster import FakeCluster
+from fake_cluster import FakeCluster, canaries
 from support import (
     ADMIN_TOKEN,
     Running,
@@ -51,14 +51,6 @@ def config(tmp_path: Path, **overrides: Any) -> Path:
     settings: dict[str, Any] = {"failed_rollbacks": {"retry_interval": "200ms", "max_retry_interval": "400ms"}}
     settings.update(overrides)
     return write_config(tmp_path, **settings)
-
-
-def canaries(*apps: str) -> FakeCluster:
-    fake = FakeCluster()
-    for app in apps:
-        fake.add_stable("shop", app)
-        fake.add_canary("shop", app, replicas=3)
-    return fake
 
 
 def firing(app: str = "checkout", *, name: str = "CanaryHighErrorRate", **labels: str) -> dict[str, Any]:
@@ -370,11 +362,11 @@ class _HeldStore(SqliteStore):
         self.release = asyncio.Event()
         self._held = False
 
-    async def write(self, fn: Any, *, urgent: bool = False) -> Any:
+    async def write(self, fn: Any, *, urgent: bool = False, term: int | None = None) -> Any:
         if urgent and not self._held:
             self._held = True
             await self.release.wait()
-        return await super().write(fn, urgent=urgent)
+        return await super().write(fn, urgent=urgent, term=term)
 
 
 def engine_for(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> Engine:
@@ -483,10 +475,10 @@ class _StuckStore(SqliteStore):
         self.stuck = False
         self.free = asyncio.Event()
 
-    async def write(self, fn: Any, *, urgent: bool = False) -> Any:
+    async def write(self, fn: Any, *, urgent: bool = False, term: int | None = None) -> Any:
         if self.stuck:
             await self.free.wait()
-        return await super().write(fn, urgent=urgent)
+        return await super().write(fn, urgent=urgent, term=term)
 
 
 async def test_pause_on_an_unwritable_database_answers_instead_of_hanging(tmp_path: Path, fake: FakeCluster) -> None:

@@ -204,7 +204,7 @@ async def test_probes_and_metrics(running: Running) -> None:
     assert (await running.session.get(f"{running.url}/healthz")).status == 200
     ready = await running.session.get(f"{running.url}/readyz")
     assert ready.status == 200, await ready.text()
-    assert (await ready.json())["checks"] == {"inbox": "ok", "kubernetes": "ok", "leader": "ok"}
+    assert (await ready.json())["checks"] == {"inbox": "ok", "kubernetes": "ok"}
     await running.post_alerts(notification(alert()), headers={})
     text = await (await running.session.get(f"{running.url}/metrics")).text()
     for name in (

@@ -1,25 +1,18 @@
 """The store's one writer survives anything a write function does: bad data fails that write alone (the rest of
 its group commit lands, the audit chain stays contiguous), a storage failure fails the batch with StoreUnavailable,
 and the writer goes on. ``truncatedAlerts`` >= 2**63 used to raise OverflowError out of the writer loop: every
-later webhook hung, holding the write lock, with /healthz green."""
+later webhook hung, holding the write lock, with /healthz green. Each test runs on both backends."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from typing import Any
 
 import pytest
+from backends import Backend
 
 from responder.store import StoreUnavailable, Tx, WriteRejected
-from responder.store.sqlite import SqliteStore as Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "responder.db")
-    await opened.open()
-    yield opened  # type: ignore[misc]
-    await opened.close()
+from responder.store.sql import SqlStore as Store
 
 
 def kv(key: str, value: object) -> object:
@@ -27,24 +20,50 @@ def kv(key: str, value: object) -> object:
 
 
 async def stored(store: Store) -> dict[str, str]:
-    return await store.read(lambda r: dict(r.conn.execute("SELECT key, value FROM kv WHERE key != 'probe'")))
+    rows = await store.read(lambda r: list(r.conn.execute("SELECT key, value FROM kv WHERE key != 'probe'")))
+    return {key: store._writer.dialect.kv_out(value) for key, value in rows}
 
 
-async def test_a_value_sqlite_cannot_store_fails_that_write_alone(store: Store) -> None:
+async def set_read_only(store: Store, on: bool) -> None:
+    """The database's own read-only mode on the store's connection (SQLite: query_only; PostgreSQL: every later
+    transaction read-only)."""
+    if store.shared:
+        sql = f"SET default_transaction_read_only = {'on' if on else 'off'}"
+    else:
+        sql = f"PRAGMA query_only={'ON' if on else 'OFF'}"
+    await store.read(lambda r: r.conn.execute(sql))
+
+
+def ingest(truncated: int) -> Any:
+    return lambda tx: tx.ingest(b"{}", [], {}, received_at=1.0, truncated=truncated, source="test")
+
+
+async def test_a_value_the_database_cannot_store_fails_that_write_alone(store: Store) -> None:
     before = store.chain_length
     futures = [
         store.submit(lambda tx: tx.append_audit("first", {"n": 1})),
-        store.submit(kv("too-big", 2**63)),  # OverflowError when SQLite binds it
+        store.submit(ingest(2**63)),  # SQLite: OverflowError when it binds it; PostgreSQL: bigint out of range
         store.submit(lambda tx: tx.append_audit("second", {"n": 2})),
+        store.submit(ingest(2**63 - 1)),  # the largest that fits, in both
     ]
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert isinstance(results[1], WriteRejected) and "OverflowError" in str(results[1])
-    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
-    assert store.chain_length == before + 2
+    assert isinstance(results[1], WriteRejected), results[1]
+    assert ("out of range" if store.shared else "OverflowError") in str(results[1])
+    assert not any(isinstance(r, BaseException) for r in (results[0], results[2], results[3])), results
+    assert store.chain_length == before + 3
+    assert await store.read(lambda r: list(r.conn.execute("SELECT truncated FROM notifications"))) == [(2**63 - 1,)]
     report = await store.verify()
     assert report.ok, report.problems
     await store.write(kv("later", "still writing"))  # the writer lives on
     assert (await stored(store))["later"] == "still writing"
+
+
+async def test_a_kv_value_sqlite_cannot_bind_fails_that_write_alone(store: Store) -> None:
+    results = await asyncio.gather(
+        store.submit(kv("too-big", 2**63)), store.submit(kv("fine", "yes")), return_exceptions=True
+    )
+    assert isinstance(results[0], WriteRejected)
+    assert (await stored(store)) == {"fine": "yes"}
 
 
 async def test_an_audit_entry_of_a_rejected_write_leaves_no_gap_in_the_chain(store: Store) -> None:
@@ -64,11 +83,11 @@ async def test_an_audit_entry_of_a_rejected_write_leaves_no_gap_in_the_chain(sto
 
 
 async def test_a_storage_failure_fails_the_batch_and_the_writer_goes_on(store: Store) -> None:
-    await store.read(lambda r: r.conn.execute("PRAGMA query_only=ON"))
+    await set_read_only(store, True)
     with pytest.raises(StoreUnavailable):
         await store.write(kv("a", "1"))
     assert store.health.problem() is not None
-    await store.read(lambda r: r.conn.execute("PRAGMA query_only=OFF"))
+    await set_read_only(store, False)
     await store.write(kv("b", "2"))
     assert store.health.problem() is None
     assert (await stored(store)) == {"b": "2"}
@@ -78,8 +97,8 @@ class _WriterBug(BaseException):
     """Not an Exception: escapes every handler meant for a write's own errors, as a bug in the writer would."""
 
 
-async def test_a_bug_in_the_store_itself_is_reported_and_fails_only_its_batch(tmp_path: Path) -> None:
-    store = Store(tmp_path / "responder.db")
+async def test_a_bug_in_the_store_itself_is_reported_and_fails_only_its_batch(backend: Backend) -> None:
+    store = backend.store()
     crashes: list[str] = []
     store.on_crash = lambda task, exc: crashes.append(f"{task}: {exc}")
     await store.open()

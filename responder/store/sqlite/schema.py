@@ -4,7 +4,8 @@
 2: the decision core's input log (``core_log``), back-filled from the decided events and the pause history;
 3: plug-ins: outbox rows per destination and threads per (incident, destination); the GitOps webhook table in the
    schema; rollbacks keep their target (with its traffic objects) as data, and their traffic steps under
-   ``traffic_off:kind/name`` instead of one column and one step name per kind.
+   ``traffic_off:kind/name`` instead of one column and one step name per kind;
+4: the leadership term and the replica registry, for the SQL the backends share (one replica never competes).
 """
 
 from __future__ import annotations
@@ -68,8 +69,15 @@ CREATE TABLE IF NOT EXISTS gitops_webhooks (
     next_attempt_at REAL NOT NULL, delivered_at REAL, last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS gitops_webhooks_due ON gitops_webhooks (next_attempt_at) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS leadership (
+    id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL, holder TEXT, since REAL
+);
+CREATE TABLE IF NOT EXISTS replicas (
+    instance TEXT PRIMARY KEY, identity TEXT NOT NULL, url TEXT, started_at REAL NOT NULL, seen_at REAL NOT NULL,
+    leader_term INTEGER
+);
 """
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def create(conn: sqlite3.Connection) -> None:
@@ -94,6 +102,8 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         if version < 3:
             _threads_per_destination(conn)
             _rollbacks_as_data(conn)
+        if version < 4:
+            conn.execute("INSERT INTO leadership (id, term) VALUES (1, 0) ON CONFLICT DO NOTHING")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

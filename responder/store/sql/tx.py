@@ -1,30 +1,27 @@
-"""All the writing SQL of the SQLite backend: :class:`SqliteTx`, one unit of work inside the writer's
-transaction (it may also query, as a :class:`SqliteReader`)."""
+"""All the writing SQL of both backends: :class:`SqlTx`, one unit of work inside the writer's transaction (it may
+also query, as a :class:`SqlReader`)."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from responder.core.model import AlertEvent, iso
 from responder.store.chain import canonical, entry_hash
 from responder.store.records import AuditEntry, CoreInput, OutboxRow, RollbackRecord
-from responder.store.sqlite.reads import _OUTBOX_COLUMNS, SqliteReader, event_summary, rollback_spec, row_outbox
+from responder.store.sql.dialect import Chain, Conn, Dialect
+from responder.store.sql.reads import _OUTBOX_COLUMNS, SqlReader, event_summary, rollback_spec, row_outbox
 
-if TYPE_CHECKING:
-    from responder.store.sqlite.writer import Chain
-
-__all__ = ["SqliteReader", "SqliteTx"]
+__all__ = ["SqlReader", "SqlTx"]
 
 
-class SqliteTx(SqliteReader):
-    def __init__(self, conn: sqlite3.Connection, chain: Chain, key: bytes | None) -> None:
-        super().__init__(conn)
+class SqlTx(SqlReader):
+    def __init__(self, conn: Conn, dialect: Dialect, chain: Chain, key: bytes | None) -> None:
+        super().__init__(conn, dialect)
         self.chain = chain
         self.key = key
 
@@ -60,17 +57,19 @@ class SqliteTx(SqliteReader):
         source: str,
     ) -> list[AlertEvent]:
         sha = hashlib.sha256(raw).hexdigest()
-        cursor = self.conn.execute(
+        nid = self.dialect.insert_id(
+            self.conn,
             "INSERT INTO notifications (received_at, source, raw, sha256, truncated) VALUES (?,?,?,?,?)",
             (received_at, source, raw, sha, truncated),
         )
-        nid = int(cursor.lastrowid or 0)
+        self.dialect.notify_inbox(self.conn, nid)
         receipt = {**meta, "notification_id": nid, "sha256": sha, "truncated_alerts": truncated, "alerts": len(events)}
         self.append_audit("receipt", receipt, actor=source)
         return [self._ingest_event(event, nid, received_at, source) for event in events]
 
     def _ingest_event(self, event: AlertEvent, nid: int, received_at: float, source: str) -> AlertEvent:
-        cursor = self.conn.execute(
+        event_id = self.dialect.insert_id(
+            self.conn,
             "INSERT INTO events (notification_id, fingerprint, status, starts_at, ends_at, labels, annotations,"
             " generator_url, received_at, forced) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
@@ -86,7 +85,7 @@ class SqliteTx(SqliteReader):
                 int(event.forced),
             ),
         )
-        stored = event.with_ids(event_id=int(cursor.lastrowid or 0), notification_id=nid)
+        stored = event.with_ids(event_id=event_id, notification_id=nid)
         self.append_audit("alert", event_summary(stored), actor=source)
         return stored
 
@@ -164,7 +163,10 @@ class SqliteTx(SqliteReader):
         self.append_audit("pause" if state["paused"] else "resume", state, actor=str(state["actor"]))
 
     def put_kv(self, key: str, value: str | bytes) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+        self.conn.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, self.dialect.kv_in(value)),
+        )
 
     def delete_kv(self, key: str) -> None:
         self.conn.execute("DELETE FROM kv WHERE key=?", (key,))
@@ -189,7 +191,8 @@ class SqliteTx(SqliteReader):
             ).fetchone()
             is None
         )
-        cursor = self.conn.execute(
+        row_id = self.dialect.insert_id(
+            self.conn,
             "INSERT INTO outbox (incident, kind, role, target, data, created_at, state, next_attempt_at, destination)"
             " VALUES (?,?,?,?,?,?,?,?,?)",
             (
@@ -205,19 +208,21 @@ class SqliteTx(SqliteReader):
             ),
         )
         self.conn.executemany(
-            "INSERT OR REPLACE INTO outbox_alerts (fingerprint, incident) VALUES (?,?)",
+            "INSERT INTO outbox_alerts (fingerprint, incident) VALUES (?,?)"
+            " ON CONFLICT (fingerprint) DO UPDATE SET incident = excluded.incident",
             [(fp, incident) for fp in fingerprints],
         )
-        return int(cursor.lastrowid or 0)
+        return row_id
 
     def incident_for_alert(self, fingerprint: str) -> str | None:
         row = self.conn.execute("SELECT incident FROM outbox_alerts WHERE fingerprint=?", (fingerprint,)).fetchone()
         return str(row[0]) if row else None
 
     def incident_citing(self, fingerprint: str) -> str | None:
+        json = self.dialect.json
+        cites, cited = json.elements_of("r.cites", "c"), json.field_of("c.value", "fingerprint")
         row = self.conn.execute(
-            "SELECT r.incident FROM rollbacks AS r, json_each(r.cites) AS c"
-            " WHERE json_extract(c.value, '$.fingerprint') = ? ORDER BY r.rowid DESC LIMIT 1",
+            f"SELECT r.incident FROM rollbacks AS r, {cites} WHERE {cited} = ? ORDER BY r.rowid DESC LIMIT 1",
             (fingerprint,),
         ).fetchone()
         return str(row[0]) if row else None
@@ -261,8 +266,8 @@ class SqliteTx(SqliteReader):
 
     def insert_gitops(self, *, incident: str, msg_id: str, body: bytes, now: float) -> bool:
         cursor = self.conn.execute(
-            "INSERT OR IGNORE INTO gitops_webhooks (incident, msg_id, body, state, created_at, next_attempt_at)"
-            " VALUES (?,?,?,?,?,?)",
+            "INSERT INTO gitops_webhooks (incident, msg_id, body, state, created_at, next_attempt_at)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (incident, msg_id, body, "pending", now, now),
         )
         return cursor.rowcount == 1
@@ -275,3 +280,31 @@ class SqliteTx(SqliteReader):
             " last_error=? WHERE id=?",
             (state, retry_at or now, now if state == "delivered" else None, error, row_id),
         )
+
+    # -- leadership and the replicas (never fenced themselves) --
+
+    def current_term(self) -> int:
+        """The leadership term, read with a row lock held to the end of the transaction: a take-over waits for
+        this transaction, so a write checked against the old term commits before the new term exists, or not."""
+        row = self.conn.execute(f"SELECT term FROM leadership WHERE id = 1{self.dialect.for_share}").fetchone()
+        return int(row[0]) if row else 0
+
+    def take_leadership(self, holder: str) -> int:
+        self.conn.execute(
+            f"UPDATE leadership SET term = term + 1, holder = ?, since = {self.dialect.now} WHERE id = 1", (holder,)
+        )
+        term = int(self.conn.execute("SELECT term FROM leadership WHERE id = 1").fetchone()[0])
+        self.append_audit("leadership", {"holder": holder, "term": term}, actor=holder)
+        return term
+
+    def heartbeat(self, *, instance: str, identity: str, url: str | None, leader_term: int | None) -> None:
+        now = self.dialect.now
+        self.conn.execute(
+            "INSERT INTO replicas (instance, identity, url, started_at, seen_at, leader_term)"
+            f" VALUES (?, ?, ?, {now}, {now}, ?) ON CONFLICT (instance) DO UPDATE SET identity = excluded.identity,"
+            " url = excluded.url, seen_at = excluded.seen_at, leader_term = excluded.leader_term",
+            (instance, identity, url, leader_term),
+        )
+
+    def forget_replica(self, instance: str) -> None:
+        self.conn.execute("DELETE FROM replicas WHERE instance = ?", (instance,))

@@ -1,9 +1,8 @@
-"""The SQL queries of the SQLite backend (:class:`SqliteReader`), and the decoding of rows into the store's
-records. Only the writer's thread ever calls them (inside a transaction, through :class:`SqliteTx`, too)."""
+"""The reading SQL of both backends (:class:`SqlReader`), and the decoding of rows into the store's records. Only
+the writer's thread ever calls them (inside a transaction, through :class:`responder.store.sql.tx.SqlTx`, too)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,15 +10,23 @@ from typing import Any
 import orjson
 
 from responder.core.model import AlertEvent, AlertStatus, TargetRef, iso, parse_iso
-from responder.store.records import CoreInput, GitopsRow, OutboxRow, RollbackRecord, Thread
+from responder.store.records import CoreInput, GitopsRow, OutboxRow, ReplicaRow, RollbackRecord, Thread
+from responder.store.sql.dialect import Conn, Dialect
 
 _OUTBOX_COLUMNS = "id, incident, kind, role, target, data, created_at, state, attempts, last_error, destination"
 _EVENT_COLUMNS = "id, notification_id, fingerprint, status, starts_at, ends_at, labels, annotations, generator_url"
 
 
-class SqliteReader:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+def where_equal(**filters: Any) -> tuple[str, tuple[Any, ...]]:
+    """`` AND column = ?`` for each filter that is not None (PostgreSQL cannot type ``? IS NULL`` alone)."""
+    given = {column: value for column, value in filters.items() if value is not None}
+    return "".join(f" AND {column} = ?" for column in given), tuple(given.values())
+
+
+class SqlReader:
+    def __init__(self, conn: Conn, dialect: Dialect) -> None:
         self.conn = conn
+        self.dialect = dialect
 
     # -- rollbacks --
 
@@ -28,11 +35,9 @@ class SqliteReader:
         return row_rollback(row) if row else None
 
     def rollbacks(self, *, status: str | None = None, incident: str | None = None) -> list[RollbackRecord]:
-        sql = (
-            f"SELECT {_ROLLBACK_COLUMNS} FROM rollbacks WHERE (? IS NULL OR status=?) AND (? IS NULL OR incident=?)"
-            " ORDER BY rowid"
-        )
-        return [row_rollback(row) for row in self.conn.execute(sql, (status, status, incident, incident))]
+        where, args = where_equal(status=status, incident=incident)
+        sql = f"SELECT {_ROLLBACK_COLUMNS} FROM rollbacks WHERE 1=1{where} ORDER BY rowid"
+        return [row_rollback(row) for row in self.conn.execute(sql, args)]
 
     def rollbacks_since_restore(self, target: str) -> list[RollbackRecord]:
         sql = f"SELECT {_ROLLBACK_COLUMNS} FROM rollbacks WHERE target=? ORDER BY created_at DESC, rowid DESC"
@@ -46,7 +51,7 @@ class SqliteReader:
 
     def oldest_retrying(self) -> str | None:
         row = self.conn.execute(
-            "SELECT min(created_at) FROM rollbacks WHERE json_extract(spec, '$.retrying')"
+            f"SELECT min(created_at) FROM rollbacks WHERE {self.dialect.json.true_of('spec', 'retrying')}"
         ).fetchone()
         return str(row[0]) if row and row[0] else None
 
@@ -57,6 +62,14 @@ class SqliteReader:
     ) -> list[tuple[AlertEvent, Any]]:
         sql = f"SELECT {_EVENT_COLUMNS}, {extra}, forced FROM events WHERE {where} ORDER BY {order}"
         return [(row_event(row), row[9]) for row in self.conn.execute(sql, args)]
+
+    def undecided_events(self, notification_id: int | None = None) -> list[tuple[AlertEvent, Any]]:
+        if notification_id is None:
+            return self.select_events("decided_at IS NULL", (), "id")
+        return self.select_events("decided_at IS NULL AND notification_id = ?", (notification_id,), "id")
+
+    def undecided_ids(self) -> list[int]:
+        return [int(row[0]) for row in self.conn.execute("SELECT id FROM events WHERE decided_at IS NULL ORDER BY id")]
 
     def events_by_ids(self, event_ids: Sequence[int]) -> dict[int, AlertEvent]:
         found: dict[int, AlertEvent] = {}
@@ -98,7 +111,20 @@ class SqliteReader:
 
     def kv(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
-        return str(row[0]) if row else None
+        return self.dialect.kv_out(row[0]) if row else None
+
+    # -- leadership and the replicas --
+
+    def leadership(self) -> tuple[int, str | None]:
+        row = self.conn.execute("SELECT term, holder FROM leadership WHERE id = 1").fetchone()
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    def replicas(self) -> list[ReplicaRow]:
+        sql = (
+            f"SELECT instance, identity, url, started_at, seen_at, leader_term, {self.dialect.now} FROM replicas"
+            " ORDER BY started_at, instance"
+        )
+        return [ReplicaRow(*row) for row in self.conn.execute(sql)]
 
     # -- outbox --
 
