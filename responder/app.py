@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -95,7 +96,7 @@ def _replication(settings: Settings, cluster: ClusterPort, store: Store, health:
         lease=lease,
         url=url,
         health=health,
-        shutdown_grace_s=election.shutdown_grace.total_seconds(),
+        shutdown_grace_s=settings.shutdown_grace.total_seconds(),
     )
 
 
@@ -184,14 +185,15 @@ def build_app(
             alone = replication is None  # one replica: it always leads; several: only while it holds the Lease
             outbox = build_outbox(settings, secrets, store=store, metrics=the_metrics)
             outbox.health = health
+            grace = settings.shutdown_grace.total_seconds()
             await outbox.start(worker=alone)  # before the engine: resumed rollbacks may notify at once
-            stack.push_async_callback(outbox.stop)
+            stack.push_async_callback(outbox.stop, grace)  # SIGTERM: the delivery in hand finishes first
             app[INCIDENTS].reader, app[INCIDENTS].links = outbox.reader, outbox.links
             relay: GitopsRelay | None = build_relay(settings.gitops, secrets, store=store)
             if relay is not None:
                 relay.health = health
                 await relay.start(worker=alone)  # before the engine, like the outbox
-                stack.push_async_callback(relay.stop)
+                stack.push_async_callback(relay.stop, grace)
             targets = dict(clusters) if clusters is not None else await connect_clusters(settings, secrets, stack)
             engine = Engine(
                 core=DecisionCore(settings.core()),
@@ -206,7 +208,7 @@ def build_app(
                 authority=replication.authority if replication is not None else None,
             )
             the_metrics.bind_gauges(backlog=lambda: engine.backlog, audit_length=lambda: store.chain_length)
-            stack.push_async_callback(engine.stop)
+            stack.push_async_callback(functools.partial(engine.stop, grace_s=grace, why="shutting down"))
             if replication is None:
                 await engine.start()
             else:

@@ -144,12 +144,13 @@ class GitopsRelay(DueWorker):
     # -- recording: on the store's thread, inside the transaction that records the rollback's result --
 
     def hook(self, tx: Tx, notice: Notice) -> None:
-        if notice.kind != "rollback" or notice.data.get("status") != "done" or not notice.incident:
+        if notice.kind != "rollback" or notice.data.get("status") not in ("done", "partial") or not notice.incident:
             return
         record = tx.rollback(notice.incident)
         if record is None:
             return
-        facts = rejection(record, at=iso(datetime.fromtimestamp(self.clock(), UTC)))
+        at = notice.data.get("rejected_at") or iso(datetime.fromtimestamp(self.clock(), UTC))
+        facts = rejection(record, at=str(at))  # the same time as the Deployment's rejected-at annotation
         queued = self.settings.webhook is not None and self._enqueue(tx, facts)
         tx.append_audit("gitops.rejected", {**facts, "webhook": queued}, target=notice.target)
         if queued:
@@ -174,8 +175,8 @@ class GitopsRelay(DueWorker):
             if worker:
                 self.start_worker()
 
-    async def stop(self) -> None:
-        await self.stop_worker()
+    async def stop(self, grace_s: float = 0.0) -> None:
+        await self.stop_worker(grace_s)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -188,9 +189,13 @@ class GitopsRelay(DueWorker):
     async def deliver_due(self) -> int:
         now = self.clock()
         rows = await self.store.read(lambda r: r.due_gitops(now))
+        tried = 0
         for row in rows:
+            if self.stopping:  # shutting down: the rest stay pending for the next process
+                break
             await self._deliver(row)
-        return len(rows)
+            tried += 1
+        return tried
 
     async def _deliver(self, row: GitopsRow) -> None:
         try:

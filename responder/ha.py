@@ -94,8 +94,10 @@ class Replication:
         interrupted, stops, and releases the Lease."""
         self.stopping = True
         if self.engine is not None and self.authority.may_act():
-            log.warning("shutting down: finishing the rollbacks under way (up to %gs)", self.shutdown_grace_s)
+            log.warning("shutting down: finishing the work under way (up to %gs each)", self.shutdown_grace_s)
             await self.engine.stop(grace_s=self.shutdown_grace_s, why="shutting down")
+            for worker in self.workers:  # the deliveries in hand finish and are recorded while the term holds
+                await worker.stop_worker(self.shutdown_grace_s)
         await self.elector.stop()  # steps down if leading, then releases the Lease
         for task in self._tasks:
             task.cancel()

@@ -34,6 +34,7 @@ class DueWorker(abc.ABC):
         # records are refused by the shared store; the next leader delivers what stayed pending).
         self.term: Callable[[], int | None] = lambda: None
         self.wanted = False  # whether there is anything to deliver to (set by the subclass's start)
+        self.stopping = False  # set by a graceful stop: finish the delivery in hand, start no other
 
     @abc.abstractmethod
     async def deliver_due(self) -> int:
@@ -58,11 +59,20 @@ class DueWorker(abc.ABC):
         if self.wanted and self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"{self.name}-worker")
 
-    async def stop_worker(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def stop_worker(self, grace_s: float = 0.0) -> None:
+        """Stop delivering. With ``grace_s`` (SIGTERM, a rolling update) the delivery in hand may finish and be
+        recorded first: cancelling it mid-request would make the next process send it again (only a crash may)."""
+        if self._task is None:
+            return
+        self.stopping = True
+        self._wake.set()
+        if grace_s > 0:
+            await asyncio.wait({self._task}, timeout=grace_s)
+            if not self._task.done():
+                log.warning("%s: a delivery still under way after %gs is cut short", self.name, grace_s)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task, self.stopping = None, False
 
     async def idle(self, within: float = 10.0) -> None:
         """Wait until nothing is due now (tests)."""
@@ -76,7 +86,7 @@ class DueWorker(abc.ABC):
             await asyncio.sleep(0.01)
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             self._wake.clear()
             try:
                 sent = await self.deliver_due()
@@ -93,7 +103,7 @@ class DueWorker(abc.ABC):
                 (self.health or Health()).crashed(self.name, exc)
                 await asyncio.sleep(1.0)
                 continue
-            if sent:
+            if sent or self.stopping:
                 continue
             due = await self.next_due()
             timeout = None if due is None else max(0.01, due - self.clock())

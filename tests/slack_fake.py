@@ -1,6 +1,7 @@
 """A Slack-like HTTP receiver (Web API ``chat.postMessage`` and an incoming webhook) plus a Prometheus
 ``/api/v1/query`` stand-in, on loopback. It records every request and answers from a script: ``ok``, ``429``
-(with ``Retry-After``), ``500`` or ``hang`` (until released or the client gives up)."""
+(with ``Retry-After``), ``500``, ``hang`` (until released or the client gives up) or ``slow`` (``ok`` after
+``slow_s`` seconds)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class FakeSlack:
     script: list[str] = field(default_factory=list)  # consumed one per request; empty means "ok"
     default: str = "ok"
     retry_after: str = "1"
+    slow_s: float = 1.5
     requests: list[Received] = field(default_factory=list)
     prometheus_queries: list[dict[str, str]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -46,7 +48,7 @@ class FakeSlack:
 
     @property
     def delivered(self) -> list[Received]:
-        return [r for r in self.requests if r.answer == "ok"]
+        return [r for r in self.requests if r.answer in ("ok", "slow")]
 
     async def wait_delivered(self, count: int, within: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + within
@@ -67,6 +69,9 @@ class FakeSlack:
         )
         if answer == "hang":
             await self.release.wait()
+        if answer == "slow":
+            await asyncio.sleep(self.slow_s)
+            return ok
         if answer == "429":
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": self.retry_after}

@@ -226,3 +226,19 @@ def audit_verify(db: Path) -> subprocess.CompletedProcess[str]:
         env={**os.environ},
         check=False,
     )
+
+
+def record_of(outcomes: Any, target: Any) -> Any:
+    """A done rollback record holding these step outcomes (what a restore reads)."""
+    from responder.store import RollbackRecord
+
+    return RollbackRecord(
+        incident="i",
+        target=target,
+        created_at="",
+        received_at=0.0,
+        status="done",
+        dry_run=False,
+        steps={o.id: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
+        cites=[],
+    )

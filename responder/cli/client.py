@@ -131,7 +131,7 @@ async def replay(args: argparse.Namespace) -> int:
 
 async def restore(args: argparse.Namespace) -> int:
     path = f"/api/v1/targets/{args.namespace}/{args.deployment}/restore"
-    body = {"dry_run": args.dry_run, "actor": args.actor}
+    body = {"dry_run": args.dry_run, "actor": args.actor, "cluster": args.cluster}
     status, payload = await request(args, "POST", path, body, wait_s=args.wait)
     if status >= 500 and "status" not in payload:
         _expect(status, payload, 200)
@@ -214,6 +214,11 @@ def add_commands(sub: Any, audit: Any) -> None:
     rs.add_argument("namespace")
     rs.add_argument("deployment")
     rs.add_argument("--dry-run", action="store_true", help="check and show the plan, change nothing")
+    rs.add_argument(
+        "--cluster",
+        default="",
+        help="multi-cluster: which cluster's canary (required when the server has clusters configured)",
+    )
     rs.add_argument(
         "--wait",
         type=float,

@@ -272,9 +272,6 @@ class LeaderElectionSettings(_Model):
     # Where the other replicas reach this one (operator requests are forwarded to the leader); default
     # http://$POD_IP:<listen.port>, else http://<host name>:<listen.port>.
     advertise_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/.*)?$")
-    # SIGTERM: how long the leader lets the rollbacks under way finish before it records them as interrupted and
-    # releases the Lease (keep it under the pod's terminationGracePeriodSeconds).
-    shutdown_grace: Duration = timedelta(seconds=10)
     lease_duration: Duration = timedelta(seconds=15)
     renew_deadline: Duration = timedelta(seconds=10)
     retry_period: Duration = timedelta(seconds=2)
@@ -317,6 +314,11 @@ class Settings(_Model):
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # SIGTERM (a rolling update, a drain): how long the work under way may finish before the process stops: the
+    # rollbacks in progress (the rest are recorded as interrupted and resumed later), then the deliveries in
+    # progress (Slack, Teams, GitOps: recorded, so the next process does not send them again); with leader
+    # election the Lease is released after that. Keep twice this under terminationGracePeriodSeconds.
+    shutdown_grace: Duration = timedelta(seconds=10)
     # Multi-cluster (absent: one cluster, the `kubernetes` section). The alert label `cluster_label` names the
     # cluster; an alert naming none of these is refused. `kubernetes` stays the home cluster (readiness, Lease).
     clusters: dict[str, ClusterSettings] = Field(default_factory=dict)

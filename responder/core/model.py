@@ -81,6 +81,7 @@ class FailureReason(enum.StrEnum):
     NOTHING_TO_RESTORE = "nothing_to_restore"
     NOT_READY = "not_ready"  # restore: the canary's pods did not become ready in time; traffic stays off
     UNKNOWN_CLUSTER = "unknown_cluster"  # the target names a cluster the configuration does not know
+    INCOMPLETE = "incomplete"  # a traffic object turned off as far as it could be: some canary traffic remains
 
     @property
     def retryable(self) -> bool:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from responder.core.decide import Decision, DecisionCore
-from responder.core.model import AlertEvent, Outcome, StepResult
+from responder.core.model import AlertEvent, FailureReason, Outcome, StepResult
 from responder.engine.durable import Durable, Write
 from responder.engine.executor import REPORTING_STEPS, Planned, RetryPolicy, SafetyRules, StepOutcome
 from responder.engine.inbox import Inbox
@@ -414,7 +414,14 @@ class Engine:
         started = job.started
         await self.durable.write(
             lambda tx: self.recorder.result(
-                tx, started, item, status=status, changed=changed, retrying=retrying, reason=reason
+                tx,
+                started,
+                item,
+                status=status,
+                changed=changed,
+                retrying=retrying,
+                reason=reason,
+                rejected_at=job.rejected_at,
             )
         )
         self.metrics.rollbacks.labels(status).inc()
@@ -430,6 +437,9 @@ def _log_result(started: Started, status: str, outcomes: list[StepOutcome], *, r
         log.error("%s FAILED%s; %s", where, detail, then)
     elif status == "refused":
         log.warning("%s refused by the live safety check", where)
+    elif status == "partial":
+        left = "; ".join(o.message for o in outcomes if o.reason is FailureReason.INCOMPLETE)
+        log.error("%s PARTIAL: %s", where, left)
 
 
 def _interrupted(job: Job, why: str) -> Write:

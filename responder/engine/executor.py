@@ -178,6 +178,7 @@ async def run_step(run: Run, planned: Planned, body: StepBody) -> StepOutcome:
                 return _failed(planned, exc, memo=memo, attempts=attempt, started=started)
             await run.sleep(run.retry.delay(attempt, random=run.random()))
             continue
+        leftover = run.leftover.pop(planned.id, None)
         return StepOutcome(
             step=planned.step,
             ref=planned.ref,
@@ -186,6 +187,8 @@ async def run_step(run: Run, planned: Planned, body: StepBody) -> StepOutcome:
             after=after,
             attempts=attempt,
             duration_s=time.monotonic() - started,
+            reason=FailureReason.INCOMPLETE if leftover else None,
+            message=f"manual action required: {leftover}" if leftover else "",
         )
 
 

@@ -32,6 +32,7 @@ from responder.engine.executor import (
 from responder.engine.leadership import NotLeading
 from responder.engine.recorder import Recorder, Started
 from responder.engine.resume import stale_reason
+from responder.engine.steps import REJECTED_AT
 from responder.health import Health
 from responder.metrics import Metrics
 from responder.ports import ClusterError, ClusterPort
@@ -55,6 +56,7 @@ class Job:
     durable: asyncio.Event = field(default_factory=asyncio.Event)  # set once the intent is committed
     resumed: RollbackRecord | None = None  # taken up from the store: re-validated before anything is sent
     abandoned: str | None = None  # why a resumed rollback was closed instead of resumed
+    rejected_at: str | None = None  # GitOps: when the canary was rejected, taken once (annotation and webhook)
 
     @property
     def started(self) -> Started:
@@ -176,7 +178,10 @@ class Lanes:
                 return
         try:
             prior = job.prior if job.prior is not None else await self._prior(job.incident)
-            mark = RejectionMark(incident=job.incident, at=iso(self.clock())) if options.annotate else None
+            mark = None
+            if options.annotate:  # the GitOps webhook then carries the very time written on the Deployment
+                job.rejected_at = job.rejected_at or _annotated_at(job.resumed) or iso(self.clock())
+                mark = RejectionMark(incident=job.incident, at=job.rejected_at)
             outcomes = await execute_rollback(
                 self.cluster_for(job.target),
                 job.target,
@@ -258,6 +263,13 @@ class Lanes:
         await self.durable.write(record)
 
 
+def _annotated_at(record: RollbackRecord | None) -> str | None:
+    """The rejection time a resumed rollback already wrote on the Deployment (one time for one rejection)."""
+    after = ((record.steps.get("annotate") or {}).get("after") or {}) if record is not None else {}
+    value = (after.get("annotations") or {}).get(REJECTED_AT)
+    return str(value) if value else None
+
+
 def final_status(outcomes: list[StepOutcome]) -> str:
     results = {o.result for o in outcomes if o.step not in REPORTING_STEPS}
     if StepResult.REFUSED in results:
@@ -266,6 +278,8 @@ def final_status(outcomes: list[StepOutcome]) -> str:
         return "failed"
     if StepResult.DRY_RUN in results:
         return "dry_run"
+    if any(o.reason is FailureReason.INCOMPLETE for o in outcomes):
+        return "partial"  # everything that could be done is: some canary traffic could not be turned off
     return "done"
 
 

@@ -199,7 +199,7 @@ def restore_point(records: Sequence[RollbackRecord]) -> RestorePoint | None:
     rollback after someone re-enabled the canary by hand): each object's value comes from the newest of them that
     changed it (the latest state someone chose), never from one that only found the rolled-back state. The newest
     gives the state as it is now (``after`` values, images)."""
-    settled = [r for r in records if r.status in ("done", "failed")]
+    settled = [r for r in records if r.status in ("done", "partial", "failed")]
     scale_id = Planned(Step.SCALE_ZERO).id
     if not settled or not any(_result(r, scale_id) in ("done", "noop") for r in settled):
         return None

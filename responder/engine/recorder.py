@@ -175,6 +175,7 @@ class Recorder:
         changed: bool,
         retrying: bool,
         reason: str | None = None,
+        rejected_at: str | None = None,
     ) -> None:
         tx.append_core_input(item)
         tx.update_rollback(started.incident, status=status, spec={"retrying": retrying})
@@ -191,7 +192,8 @@ class Recorder:
             resume = {"step": "resume", "result": "abandoned", "before": {}, "after": {}, "message": reason}
             tx.update_rollback(started.incident, step=("resume", {"incident": started.incident, **resume}))
         tx.append_audit("rollback.result", data, target=started.target.key)
-        self.notice(tx, Notice(kind="rollback", incident=started.incident, target=started.target.key, data=data))
+        noticed = {**data, "rejected_at": rejected_at} if rejected_at else data  # GitOps: the annotation's time
+        self.notice(tx, Notice(kind="rollback", incident=started.incident, target=started.target.key, data=noticed))
 
     # -- admin --
 

@@ -153,6 +153,7 @@ class Run:
     memo: Memo | None = None  # the running step's
     planned: Planned | None = None  # the running step
     guard: Callable[[str], None] | None = None  # raises when this replica may not act now (HA: not certain to lead)
+    leftover: dict[str, str] = field(default_factory=dict)  # by step id: what a step could not do (PARTIAL)
 
     def switch(self, ref: TrafficRef) -> TrafficSwitch:
         return switch_for(ref, namespace=self.target.namespace)

@@ -31,6 +31,13 @@ def _settled(memo: Memo, current: dict[str, Any], after: dict[str, Any]) -> Body
     return (StepResult.NOOP if before == after else StepResult.DONE), before, after
 
 
+def _note_leftover(run: Run, planned: Planned, leftover: str | None) -> None:
+    if leftover:
+        run.leftover[planned.id] = leftover
+    else:
+        run.leftover.pop(planned.id, None)
+
+
 def _ref(planned: Planned) -> TrafficRef:
     assert planned.ref is not None
     return planned.ref
@@ -104,6 +111,7 @@ async def traffic_off(run: Run, memo: Memo, planned: Planned) -> Body:
     switch, namespace = run.switch(ref), run.target.namespace
     view = run.observed.pop(ref.key, None) or await run.cluster.get_object(switch.api, namespace, ref.name)
     current = memo.observed(switch.snapshot(view.body))
+    _note_leftover(run, planned, switch.leftover(view.body))
     if switch.is_off(view.body):
         return _settled(memo, current, current)
     try:

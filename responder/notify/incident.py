@@ -89,6 +89,7 @@ class Incident:
     target: str | None = None
     namespace: str | None = None
     deployment: str | None = None
+    cluster: str | None = None  # multi-cluster: which cluster (None with one cluster)
     reason: str = ""
     dry_run: bool = False
     steps: Mapping[str, Any] = field(default_factory=dict)
@@ -107,6 +108,7 @@ def headline(incident: Incident) -> str:
             + ("retrying while its alerts fire" if incident.retrying else "manual action required"),
             "refused": f"Rollback refused: {where} is not a canary the responder may touch",
             "abandoned": f"Rollback ABANDONED: {where}, a half-done rollback no longer matched the cluster",
+            "partial": f"Rollback PARTIAL: {where}, some canary traffic still flows, manual action required",
             "pending": f"Rolling back {where}",
         }.get(incident.status, f"Rollback {incident.status}: {where}")
     return {
@@ -139,6 +141,8 @@ def verdict(incident: Incident) -> str:
         "refused": "refused by the safety check: nothing was changed",
         "abandoned": "not resumed after a restart or failover (see the resume step for why); check the canary by"
         " hand: its alerts, if they still fire, start a new rollback",
+        "partial": "canary scaled to zero and its traffic turned off wherever it could be; some still reaches the"
+        " canary (see actions): manual action required",
         "pending": "in progress",
     }.get(incident.status, incident.status)
 
@@ -198,8 +202,10 @@ def commands(incident: Incident) -> list[str]:
     for nid in notification_ids[:3]:
         lines.append(f"canary-responder replay --notification-id {nid}            # dry-run: decisions and plan")
         lines.append(f"canary-responder replay --notification-id {nid} --execute --force  # act again anyway")
-    if incident.namespace and incident.deployment:
-        lines.append(f"canary-responder restore {incident.namespace} {incident.deployment}  # undo the rollback")
+    changed = incident.kind == "rollback" and incident.status not in ("refused", "dry_run")
+    if changed and incident.namespace and incident.deployment:  # nothing to undo after a refusal or a notice
+        where = f" --cluster {incident.cluster}" if incident.cluster else ""
+        lines.append(f"canary-responder restore {incident.namespace} {incident.deployment}{where}  # undo the rollback")
     return lines
 
 
@@ -281,7 +287,7 @@ def checklist(incident: Incident) -> list[str]:
 
 def icon(incident: Incident) -> str:
     if incident.kind == "rollback":
-        return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔", "abandoned": "🚨"}.get(
+        return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔", "abandoned": "🚨", "partial": "🚨"}.get(
             incident.status, "🔴"
         )
     return {"held": "✋", "paused_hold": "⏸", "refused": "⛔", "notify": "🔔", "error": "🚨"}.get(incident.kind, "🔔")

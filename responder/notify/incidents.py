@@ -86,6 +86,7 @@ class IncidentReader:
             target=record.key,
             namespace=record.target.namespace,
             deployment=record.target.deployment,
+            cluster=record.target.cluster or None,
             reason=reason,
             dry_run=record.dry_run,
             steps=record.steps,
@@ -95,7 +96,7 @@ class IncidentReader:
 
     async def _from_notice(self, row: OutboxRow) -> Incident:
         # "namespace/deployment", or "cluster/namespace/deployment" with several clusters
-        *_, namespace, deployment = ["", "", *(row.target or "").split("/")]
+        *_, cluster, namespace, deployment = ["", "", "", *(row.target or "").split("/")]
         return Incident(
             id=row.incident,
             kind=row.kind,
@@ -104,6 +105,7 @@ class IncidentReader:
             target=row.target,
             namespace=namespace or None,
             deployment=deployment or None,
+            cluster=cluster or None,
             reason=str(row.data.get("reason") or ""),
             alerts=await self._events([int(row.data.get("event_id") or 0)]),
         )

@@ -101,8 +101,8 @@ class Outbox(DueWorker):
         if worker:
             self.start_worker()
 
-    async def stop(self) -> None:
-        await self.stop_worker()
+    async def stop(self, grace_s: float = 0.0) -> None:
+        await self.stop_worker(grace_s)
         for notifier in self.notifiers.values():
             await notifier.close()
         await self.prometheus.close()
@@ -119,9 +119,13 @@ class Outbox(DueWorker):
         """Claim the rows due now and try each once; return how many were tried."""
         now = self.clock()
         rows: list[OutboxRow] = await self.store.write(lambda tx: tx.claim_outbox(now=now), term=self.term())
+        tried = 0
         for row in rows:
+            if self.stopping:  # shutting down: the rest stay pending for the next process
+                break
             await self._deliver(row)
-        return len(rows)
+            tried += 1
+        return tried
 
     async def _deliver(self, row: OutboxRow) -> None:
         notifier = self.notifiers.get(row.destination)

@@ -10,7 +10,9 @@ and answers, as pure functions of the object's JSON, the questions a rollback an
 - ``restore(body, before)``: the merge patch that puts a ``before`` snapshot back (:class:`SwitchProblem` when the
   object no longer fits it);
 - ``facts(body)``: what an incident report shows about the routing at decision time (optional detail);
-- ``summary(before, after)``: one line for the Kubernetes Event (optional detail).
+- ``summary(before, after)``: one line for the Kubernetes Event (optional detail);
+- ``leftover(body)``: canary traffic it could not turn off (e.g. a header rule with no stable backend to point at):
+  the rest of the rollback still runs, and it ends PARTIAL, "manual action required" (optional).
 
 A switch never talks to the cluster: the executor reads the object and sends the merge patch through the generic
 object calls of :class:`responder.ports.ClusterPort` (``get_object`` / ``patch_object``), with the resourceVersion
@@ -73,6 +75,8 @@ class TrafficSwitch(Protocol):
 
     def summary(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> str: ...
 
+    def leftover(self, body: Mapping[str, Any]) -> str | None: ...
+
 
 class Switch:
     """A convenient base: holds the reference and the namespace, reads options, reports no extra facts."""
@@ -100,6 +104,11 @@ class Switch:
 
     def facts(self, body: Mapping[str, Any]) -> Json:
         return {}
+
+    def leftover(self, body: Mapping[str, Any]) -> str | None:
+        """Canary traffic this switch could not turn off in ``body`` (turned off as far as it could be), said so
+        that people can act; None when none is left. The rollback goes on and ends PARTIAL."""
+        return None
 
     def summary(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
         """One line for the Kubernetes Event and logs: what turning the canary off changed."""

@@ -7,12 +7,14 @@ message is delivered, exactly once; the rollback never waits for Slack."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from slack_fake import FakeSlack
-from support import alert, notification, running_responder, wait_for
+from support import alert, bearer, free_port, notification, running_responder, start_server, wait_for, wait_healthy
 
 from faults.helpers import audit_kinds, query, settle, slack_config
 from responder.testing.emulator import Emulator
@@ -91,3 +93,32 @@ async def test_the_rollback_is_never_delayed_while_slack_hangs(
     )
     print(f"webhook -> traffic off: baseline {baseline * 1000:.1f} ms, while Slack hangs {max(during) * 1000:.1f} ms")
     assert max(during) < 1.0
+
+
+async def test_sigterm_during_a_delivery_lets_it_finish_and_a_restart_does_not_send_it_again(
+    tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack
+) -> None:
+    """Issue 18: a rolling update (SIGTERM) used to cancel a delivery mid-request, so the restarted responder sent
+    it again. Only a crash may duplicate a message; a SIGTERM lets the delivery finish and records it."""
+    _, url = cluster
+    port = free_port()
+    config = slack_config(tmp_path, url, slack, timeout="5s", listen={"host": "127.0.0.1", "port": port})
+    log, base = tmp_path / "server.log", f"http://127.0.0.1:{port}"
+    slack.script = ["slow"]  # the first message takes 1.5 s to be answered
+    async with aiohttp.ClientSession() as session:
+        server = start_server(config, log)
+        try:
+            await wait_healthy(session, base, server, log)
+            async with session.post(f"{base}/api/v1/alerts", json=notification(alert()), headers=bearer()) as answer:
+                assert answer.status == 200
+            await wait_for(lambda: len(slack.requests) == 1, "the delivery to start")
+            server.send_signal(signal.SIGTERM)
+            exited = await asyncio.to_thread(server.wait, 20)  # the fake Slack (this loop) must go on answering
+            assert exited == 0, log.read_text()[-3000:]
+            server = start_server(config, log)  # the rolling update's new pod, on the same database
+            await wait_healthy(session, base, server, log)
+            await asyncio.sleep(2.0)  # a pending row would be sent again by now
+        finally:
+            server.terminate()
+            await asyncio.to_thread(server.wait, 20)
+    assert [r.answer for r in slack.requests] == ["slow"], log.read_text()[-3000:]

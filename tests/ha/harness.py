@@ -27,7 +27,6 @@ LEASE = {
     "lease_duration": "3s",
     "renew_deadline": "2s",
     "retry_period": "1s",
-    "shutdown_grace": "2s",
 }
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -183,6 +182,7 @@ def replica_configs(
             "listen": {"host": "127.0.0.1", "port": port},
             "storage": {"backend": "postgres", "postgres": {"dsn": {"file": str(dsn_file)}, "poll_interval": "1s"}},
             "leader_election": election_settings,
+            "shutdown_grace": "2s",
             **overrides,
         }
         found.append(Replica(name, home, port, write_config(home, kube_url=kube_url, **document)))

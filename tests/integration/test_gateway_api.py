@@ -3,20 +3,19 @@ and through the whole responder: rollback, idempotence, conflict retry, failure 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import alert, notification, running_responder, write_config
+from support import alert, notification, record_of, running_responder, write_config
 
 from responder.adapters.kube import KubeCluster, open_cluster
-from responder.core.model import FailureReason, ObjectView, Step, StepResult, TargetRef, TrafficRef
+from responder.core.model import FailureReason, Step, StepResult, TargetRef, TrafficRef
 from responder.engine import restore_point
 from responder.engine.executor import RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
-from responder.store import RollbackRecord
 from responder.testing.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
-from responder.traffic import Api
 
 NS = "shop"
 ROUTES = "gateway.networking.k8s.io/v1/httproutes"
@@ -155,32 +154,42 @@ async def test_a_conflict_is_retried_from_a_fresh_read(gw: tuple[Emulator, KubeC
     assert weights(emu) == [100, 0]
 
 
-async def test_a_concurrent_edit_between_read_and_patch_is_not_overwritten(gw: tuple[Emulator, KubeCluster]) -> None:
+async def test_a_concurrent_edit_between_read_and_patch_is_kept_and_is_what_restore_puts_back(
+    gw: tuple[Emulator, KubeCluster],
+) -> None:
+    """Someone changes the route after our read and before our patch lands: the patch (stale resourceVersion) gets
+    409, the retry works from the route as it now is (their 80/20 split), and the recorded before-value is that
+    read, not the stale 90/10 one (issue 18: restore used to undo their edit)."""
     emu, cluster = gw
-    # Someone else changes the route after our CHECK read it: our patch carries the stale resourceVersion,
-    # gets 409, and the retry works from the route as it now is (their 80/20 split, not our old 90/10).
-    real_get = cluster.get_object
-    reads = 0
+    emu.add_fault(method="PATCH", path_contains="/httproutes/checkout", delay=0.5, times=1)  # held, then served
 
-    async def get_then_edit(api: Api, namespace: str, name: str) -> ObjectView:
-        nonlocal reads
-        found = await real_get(api, namespace, name)
-        if api.plural != "httproutes":
-            return found
-        reads += 1
-        if reads == 1:
-            route = emu.get_object(ROUTES, NS, "checkout")
-            route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 80
-            route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 20
-            emu.put_object(ROUTES, NS, "checkout", route)
-        return found
+    async def edit_while_held() -> None:
+        await asyncio.sleep(0.2)
+        route = emu.get_object(ROUTES, NS, "checkout")
+        route["spec"]["rules"][0]["backendRefs"][0]["weight"] = 80
+        route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 20
+        emu.put_object(ROUTES, NS, "checkout", route)
 
-    cluster.get_object = get_then_edit  # type: ignore[method-assign]
+    editing = asyncio.create_task(edit_while_held())
     outcomes = await rollback(cluster)
+    await editing
     route_step = outcomes[1]
     assert route_step.result is StepResult.DONE and route_step.attempts == 2
-    assert weights(emu) == [100, 0]
     assert [m.status for m in emu.mutations if m.kind == "HTTPRoute"] == [409, 200]
+    assert weights(emu) == [100, 0]
+    assert route_step.before["rules"][0]["backendRefs"] == [
+        {"name": "checkout", "weight": 80},
+        {"name": "checkout-canary", "weight": 20},
+    ]
+    record = record_of(outcomes, TARGET)
+    point = restore_point([record])
+    assert point is not None
+
+    async def on_step(outcome: StepOutcome) -> None:
+        pass
+
+    await execute_restore(cluster, TARGET, point=point, safety=SAFETY, retry=RetryPolicy(), on_step=on_step)
+    assert weights(emu) == [80, 20]  # their split, not the one before it
 
 
 async def test_a_route_without_the_canary_backend_fails_before_anything_is_mutated(
@@ -219,16 +228,7 @@ async def test_restore_puts_the_recorded_weights_back_and_refuses_a_changed_rout
 ) -> None:
     emu, cluster = gw
     outcomes = await rollback(cluster)
-    record = RollbackRecord(
-        incident="i",
-        target=TARGET,
-        created_at="",
-        received_at=0.0,
-        status="done",
-        dry_run=False,
-        steps={o.id: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
-        cites=[],
-    )
+    record = record_of(outcomes, TARGET)
     assert ROUTE_OFF in record.steps
     point = restore_point([record])
     assert point is not None
@@ -277,3 +277,91 @@ async def test_the_whole_responder_rolls_back_an_httproute_canary_and_restores_i
             assert result.status == "restored", result.message
             assert weights(emu) == [90, None]  # the weight field is gone again, exactly as before
             assert (await running.services.store.verify()).ok
+
+
+def header_route(*, stable_elsewhere: bool = True) -> SeedObject:
+    """The header-canary pattern: a header-matched rule whose only backend is the canary, beside a weighted rule."""
+    header = {
+        "matches": [{"headers": [{"name": "X-Canary", "value": "always"}]}],
+        "backendRefs": [{"name": "checkout-canary", "port": 80}],
+    }
+    rules: list[dict[str, Any]] = [header]
+    if stable_elsewhere:
+        rules.append(
+            {
+                "backendRefs": [
+                    {"name": "checkout", "port": 80, "weight": 90},
+                    {"name": "checkout-canary", "port": 80, "weight": 10},
+                ]
+            }
+        )
+    body = {
+        "metadata": {"name": "checkout", "namespace": NS},
+        "spec": {"parentRefs": [{"name": "public"}], "rules": rules},
+    }
+    return SeedObject(ROUTES, NS, "checkout", body)
+
+
+BOTH = {
+    "name": "both",
+    "namespace": "{namespace}",
+    "deployment": "{app}-canary",
+    "traffic": [
+        {"kind": "httproute", "name": "{app}", "canary_backend": "{app}-canary"},
+        {"kind": "nginx", "name": "{app}-canary"},
+    ],
+}
+
+
+def canary_annotation(emu: Emulator) -> str | None:
+    ingress = emu.get_object("networking.k8s.io/v1/ingresses", NS, "checkout-canary")
+    return str(ingress["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/canary"))
+
+
+async def test_a_header_rule_routing_only_to_the_canary_is_rolled_back_and_restored_exactly(tmp_path: Path) -> None:
+    """Issue 18: such a route used to fail CHECK, so nothing was done at all (not even the Ingress, not the scale)."""
+    async with run_emulator([*sample_canary_objects(NS, "checkout"), header_route()]) as (emu, url):
+        original = emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"]
+        async with running_responder(write_config(tmp_path, kube_url=url, targets=[BOTH])) as running:
+            assert (await running.post_alerts(notification(alert()))).status == 200
+            await running.services.engine.drain()
+            [record] = await running.services.store.rollbacks()
+            assert record.status == "done"
+            rules = emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"]
+            assert rules[0]["backendRefs"] == [
+                {"name": "checkout", "port": 80, "weight": 1},
+                {"name": "checkout-canary", "port": 80, "weight": 0},
+            ]
+            assert rules[0]["matches"] == original[0]["matches"]
+            assert [r["weight"] for r in rules[1]["backendRefs"]] == [100, 0]
+            assert canary_annotation(emu) == "false"
+            assert emu.get_object("apps/v1/deployments", NS, "checkout-canary")["spec"]["replicas"] == 0
+            result = await running.services.engine.operations.restore(NS, "checkout-canary", actor="t", dry_run=False)
+            assert result.status == "restored", result.message
+            assert emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"] == original
+
+
+async def test_without_a_stable_service_the_rest_is_still_done_and_the_rollback_is_partial_and_loud(
+    tmp_path: Path,
+) -> None:
+    async with run_emulator([*sample_canary_objects(NS, "checkout"), header_route(stable_elsewhere=False)]) as (
+        emu,
+        url,
+    ):
+        original = emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"]
+        async with running_responder(write_config(tmp_path, kube_url=url, targets=[BOTH])) as running:
+            assert (await running.post_alerts(notification(alert()))).status == 200
+            await running.services.engine.drain()
+            [record] = await running.services.store.rollbacks()
+            assert record.status == "partial"
+            step = record.steps[ROUTE_OFF]
+            assert step["reason"] == "incomplete" and "set stable_backend" in step["message"]
+            assert emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"] == original  # nothing it could do there
+            assert canary_annotation(emu) == "false"  # but the Ingress is off
+            assert emu.get_object("apps/v1/deployments", NS, "checkout-canary")["spec"]["replicas"] == 0
+            results = [e["data"] for e in running.captured if e["kind"] == "rollback.result"]
+            assert results[-1]["status"] == "partial"
+            result = await running.services.engine.operations.restore(NS, "checkout-canary", actor="t", dry_run=False)
+            assert result.status == "restored", result.message  # a partial rollback is undone like any other
+            assert canary_annotation(emu) == "true"
+            assert emu.get_object(ROUTES, NS, "checkout")["spec"]["rules"] == original

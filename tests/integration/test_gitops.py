@@ -193,6 +193,22 @@ async def test_the_webhook_is_signed_retried_on_500_and_delivered_once(
         assert SECRET not in json.dumps(running.captured)
 
 
+async def test_the_annotation_and_the_webhook_carry_one_rejection_time(
+    tmp_path: Path, cluster: tuple[Emulator, str], receiver: Receiver
+) -> None:
+    """Issue 18: the annotation's rejected-at and the webhook's rejected_at were taken ~30 ms apart."""
+    emulator, url = cluster
+    async with running_responder(gitops_config(tmp_path, url, hook_url=receiver.url)) as running:
+        await running.post_alerts(notification(alert()))
+        await running.services.engine.drain()
+        await wait_for(lambda: receiver.accepted)
+        [delivered] = receiver.accepted
+    annotations = emulator.get_object("apps/v1/deployments", "shop", "checkout-canary")["metadata"]["annotations"]
+    data = delivered["body"]["data"]
+    assert data["rejected_at"] == annotations["canary-responder.io/rejected-at"]
+    assert delivered["body"]["timestamp"] == data["rejected_at"]
+
+
 async def test_a_refused_rollback_sends_nothing_and_4xx_is_not_retried(
     tmp_path: Path, cluster: tuple[Emulator, str], receiver: Receiver
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from support import alert, notification, running_responder, write_config
 
 from responder.adapters.kube import KubeCluster, open_cluster
@@ -123,16 +124,8 @@ def results(outcomes: list[StepOutcome]) -> list[tuple[Step, StepResult]]:
 
 
 def record_of(outcomes: list[StepOutcome], target: TargetRef = TARGET) -> RollbackRecord:
-    return RollbackRecord(
-        incident="i",
-        target=target,
-        created_at="",
-        received_at=0.0,
-        status="done",
-        dry_run=False,
-        steps={o.id: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
-        cites=[],
-    )
+    found: RollbackRecord = support.record_of(outcomes, target)
+    return found
 
 
 async def test_the_canary_is_turned_off_on_every_route_before_the_scale_down(

@@ -4,6 +4,9 @@ names in both clusters are two independent targets (lanes, rollbacks, cooldowns,
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,3 +188,22 @@ async def test_a_rollback_resumed_after_a_restart_goes_to_its_own_cluster(tmp_pa
         [record] = await running.services.store.rollbacks()
         assert (record.status, record.target.cluster) == ("done", "west")
     assert east.mutations == [] and replicas(west) == 0
+
+
+async def test_restore_from_the_cli_names_the_cluster(tmp_path: Path, two: Any) -> None:
+    """Issue 18: with clusters configured, `restore` from the CLI always failed ("UNKNOWN_CLUSTER ... got ''")."""
+    (east, east_url), (west, west_url) = two
+    async with running_responder(config(tmp_path, east_url, west_url)) as running:
+        await running.post_alerts(notification(alert(cluster="west")))
+        await settle(running)
+        assert replicas(west) == 0
+        token = tmp_path / "admin-token"
+        token.write_text(ADMIN_TOKEN)
+        base = [sys.executable, "-m", "responder", "restore", "shop", "checkout-canary", "--token-file", str(token)]
+        env = {**os.environ, "CANARY_RESPONDER_URL": running.url}
+        process = await asyncio.create_subprocess_exec(
+            *base, "--cluster", "west", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 0 and "RESTORED" in out.decode(), (out, err)
+    assert replicas(west) == 2 and east.mutations == []

@@ -84,6 +84,16 @@ def test_rollback_message_has_headline_alerts_metrics_actions_links_and_commands
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in message.blocks)
 
 
+def test_the_undo_command_names_the_cluster_and_is_only_offered_when_something_changed() -> None:
+    """Issue 18: in a multi-cluster setup the suggested restore left the cluster out (ambiguous, and refused)."""
+    west = text_of(incident_message(incident(cluster="west", target="west/shop/checkout-canary"), LINKS).blocks)
+    assert "canary-responder restore shop checkout-canary --cluster west" in west
+    single = text_of(incident_message(incident(), LINKS).blocks)
+    assert "canary-responder restore shop checkout-canary  #" in single and "--cluster" not in single
+    for quiet in (incident(status="refused"), incident(status="dry_run"), incident(kind="held", status="held")):
+        assert "canary-responder restore" not in text_of(incident_message(quiet, LINKS).blocks)
+
+
 def test_verdicts_per_outcome() -> None:
     assert "manual action required" in incident_message(incident(status="failed"), LINKS).text
     assert incident_message(incident(status="dry_run"), LINKS).text.startswith("Dry run")

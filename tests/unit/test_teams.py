@@ -254,7 +254,7 @@ def test_held_and_notify_only_cards_change_nothing_and_have_no_actions() -> None
     card = valid(notify)
     assert notify.text == "Canary alert: CanaryHighErrorRate on shop/checkout"
     assert "notify-only alert: nothing was changed" in runs(card)
-    assert "canary-responder restore" in runs(card)  # namespace and deployment known: the undo is still shown
+    assert "canary-responder restore" not in runs(card)  # nothing was changed: nothing to undo
 
 
 def test_metrics_unavailable_and_no_alerts_are_said_so() -> None:
