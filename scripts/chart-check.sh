@@ -4,7 +4,7 @@
 #   bash scripts/chart-check.sh            # rules copy check, tool venv, then pytest tests/chart tests/packaging
 #   bash scripts/chart-check.sh --setup    # only create/refresh the tool venv (idempotent)
 #   bash scripts/chart-check.sh --prepare  # rules copy check + tool venv, no tests (for a pytest run of all tests)
-#   bash scripts/chart-check.sh --sync     # copy alert-rules/canary-rules.yaml into the chart
+#   bash scripts/chart-check.sh --sync     # copy alert-rules/canary-rules.yaml and alert-rules/sources/ into the chart
 #   extra arguments go to pytest, e.g.  bash scripts/chart-check.sh -k rbac
 #
 # The chart tools need Python >= 3.12 (helm-sdkpy) and live in their own venv, .tool-venv/, apart from the
@@ -13,8 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOL_VENV=${TOOL_VENV:-.tool-venv}
 REQS=tests/chart/tool-requirements.txt
-RULES_SRC=alert-rules/canary-rules.yaml
-RULES_COPY=helm-chart/files/canary-rules.yaml
+# The chart ships copies of the tested rules: canary-rules.yaml and every metrics source (rules.source picks one).
+RULES_SRC=alert-rules
+RULES_COPY=helm-chart/files
 
 find_python312() {
   local candidate
@@ -51,20 +52,48 @@ setup_tool_venv() {
   echo "$want" > "$TOOL_VENV/.requirements.sha256"
 }
 
+rule_files() {
+  (cd "$RULES_SRC" && ls canary-rules.yaml sources/*.yaml)
+}
+
 check_rules_copy() {
-  if ! cmp -s "$RULES_SRC" "$RULES_COPY"; then
-    echo "chart-check: $RULES_COPY differs from $RULES_SRC (the chart must ship the tested rules)." >&2
+  local file failed=0 extra
+  for file in $(rule_files); do
+    if ! cmp -s "$RULES_SRC/$file" "$RULES_COPY/$file"; then
+      echo "chart-check: $RULES_COPY/$file differs from $RULES_SRC/$file (the chart must ship the tested rules)." >&2
+      diff -u "$RULES_SRC/$file" "$RULES_COPY/$file" 2>&1 | head -40 >&2 || true
+      failed=1
+    fi
+  done
+  # A source the chart offers but alert-rules/ no longer tests.
+  for extra in "$RULES_COPY"/sources/*.yaml; do
+    [ -e "$extra" ] || continue
+    if [ ! -e "$RULES_SRC/sources/$(basename "$extra")" ]; then
+      echo "chart-check: $extra has no counterpart in $RULES_SRC/sources/" >&2
+      failed=1
+    fi
+  done
+  if [ "$failed" != 0 ]; then
     echo "             Run: bash scripts/chart-check.sh --sync" >&2
-    diff -u "$RULES_SRC" "$RULES_COPY" | head -40 >&2 || true
     return 1
   fi
-  echo "chart-check: $RULES_COPY is identical to $RULES_SRC"
+  echo "chart-check: the chart's rules are identical to $RULES_SRC/ ($(rule_files | tr '\n' ' '))"
+}
+
+sync_rules() {
+  local file
+  mkdir -p "$RULES_COPY/sources"
+  rm -f "$RULES_COPY"/sources/*.yaml
+  for file in $(rule_files); do
+    cp "$RULES_SRC/$file" "$RULES_COPY/$file"
+    echo "copied $RULES_SRC/$file -> $RULES_COPY/$file"
+  done
 }
 
 case "${1:-}" in
   --setup) setup_tool_venv; exit 0 ;;
   --prepare) check_rules_copy; setup_tool_venv; exit 0 ;;
-  --sync) cp "$RULES_SRC" "$RULES_COPY"; echo "copied $RULES_SRC -> $RULES_COPY"; exit 0 ;;
+  --sync) sync_rules; exit 0 ;;
 esac
 
 check_rules_copy

@@ -6,7 +6,9 @@ Everything runs on loopback with temporary storage. The harness does not know wh
 test, the real responder in test_chain_responder.py and bench/bench_chain.py) and Alertmanager authenticates
 to it with `Authorization: Bearer <token>` read from a `credentials_file`, as in production.
 
-Test-only changes to the shipped files are textual and listed here so that the shipped rules stay
+The rules are canary-rules.yaml with one metrics source's recording rules first in its group
+(`shipped_rules(source)`, what the Helm chart renders for `rules.source`; "app" unless `run_chain(rules_source=)`
+says otherwise). Test-only changes to the shipped files are textual and listed here so that the shipped rules stay
 production-sane (`rules_for_test()`):
   * rules: every `[1m]` range becomes `[<rate_window>]` (10s), every `for: <d>` becomes d / for_divisor
     (30: 30s -> 1s, 1m -> 2s, 5m -> 10s), every group `interval:` becomes 1s; recorded series keep their
@@ -39,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_MANIFEST = REPO / "alert-rules" / "canary-rules.yaml"
+RULES_SOURCES = REPO / "alert-rules" / "sources"
 ALERTMANAGER_EXAMPLE = REPO / "examples" / "alertmanager.yaml"
 RESPONDER_RECEIVER = "canary-responder"
 
@@ -152,6 +155,11 @@ class DemoApp:
     @property
     def canary(self) -> TrafficProfile:
         return self._tracks["canary"].profile
+
+    @property
+    def target_labels(self) -> dict[str, str]:
+        """The labels Prometheus puts on this target's series (what a ServiceMonitor adds in a cluster)."""
+        return {"namespace": self.namespace, "app": self.app}
 
     def set(self, *, canary: TrafficProfile | None = None, stable: TrafficProfile | None = None) -> None:
         for name, profile in (("canary", canary), ("stable", stable)):
@@ -301,6 +309,15 @@ def _scaled_for(match: re.Match[str], divisor: int) -> str:
     return f"{indent}for: {max(int(number) * _UNIT_MS[unit] // divisor, 0)}ms"
 
 
+def shipped_rules(source: str = "app") -> str:
+    """canary-rules.yaml with sources/<source>.yaml's recording rules first in the alert group, as a manifest."""
+    rules = yaml.safe_load(RULES_MANIFEST.read_text())
+    recording = yaml.safe_load((RULES_SOURCES / f"{source}.yaml").read_text())["spec"]["groups"][0]["rules"]
+    [group] = rules["spec"]["groups"]
+    group["rules"] = recording + group["rules"]
+    return yaml.safe_dump(rules, sort_keys=False, width=1000)
+
+
 def rules_for_test(manifest_text: str, timing: ChainTiming) -> str:
     """The PrometheusRule manifest(s) as a plain Prometheus rule file with the test timing (see module doc)."""
     substitutions: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
@@ -332,10 +349,7 @@ def prometheus_config(
         "scrape_configs": [
             {
                 "job_name": "demo",
-                "static_configs": [
-                    {"targets": [demo.address], "labels": {"namespace": demo.namespace, "app": demo.app}}
-                    for demo in demos
-                ],
+                "static_configs": [{"targets": [demo.address], "labels": demo.target_labels} for demo in demos],
             }
         ],
     }
@@ -458,11 +472,13 @@ async def run_chain(
     binaries: Binaries,
     timing: ChainTiming | None = None,
     on_start: Callable[[Chain], None] | None = None,
+    rules_source: str = "app",
 ) -> AsyncIterator[Chain]:
     """Start Alertmanager and Prometheus for `demo` (started here too), delivering to `webhook_url`.
 
     `demo` may be several demo apps (distinct `app` labels): each is one scrape target, so one Prometheus and
-    one Alertmanager serve several independent canaries.
+    one Alertmanager serve several independent canaries. `rules_source` picks the metrics source's recording rules
+    (alert-rules/sources/); the demo apps must then emit that source's metrics (tests/e2e/exporters.py).
 
     Everything started here is stopped on exit, also when the body or the start-up fails. `on_start` gets the
     chain as soon as its processes exist, so a caller can show their logs if something fails later.
@@ -492,7 +508,13 @@ async def run_chain(
                 binaries, workdir, port=am_port, webhook_url=webhook_url, token_file=token_file, timing=timing
             )
             prometheus = _prometheus_process(
-                binaries, workdir, port=prom_port, demos=demos, alertmanager_port=am_port, timing=timing
+                binaries,
+                workdir,
+                port=prom_port,
+                demos=demos,
+                alertmanager_port=am_port,
+                timing=timing,
+                rules_source=rules_source,
             )
             chain.processes += [prometheus, alertmanager]
             if on_start is not None:
@@ -538,9 +560,10 @@ def _prometheus_process(
     demos: Sequence[DemoApp],
     alertmanager_port: int,
     timing: ChainTiming,
+    rules_source: str = "app",
 ) -> ManagedProcess:
     rule_file = workdir / "canary-rules.yaml"
-    rule_file.write_text(rules_for_test(RULES_MANIFEST.read_text(), timing))
+    rule_file.write_text(rules_for_test(shipped_rules(rules_source), timing))
     config = prometheus_config(
         demos=demos,
         alertmanager_address=f"127.0.0.1:{alertmanager_port}",
