@@ -21,13 +21,15 @@ from responder.adapters.leader import LeaseSettings
 from responder.config import ConfigError, KubernetesSettings, Secrets, Settings
 from responder.core.decide import DecisionCore
 from responder.engine import Clock, Engine, EngineOptions, utc_now
-from responder.engine.executor import RetryPolicy, SafetyRules
+from responder.engine.executor import EvidenceOptions, RetryPolicy, SafetyRules
 from responder.gitops import GitopsRelay, build_relay
 from responder.ha import Replication, advertise_url
 from responder.health import Health
 from responder.http.admin import add_admin_routes
+from responder.http.gates import add_gate_routes
 from responder.http.incidents import INCIDENTS, add_incident_routes
 from responder.http.openapi import add_openapi_route
+from responder.http.pages import add_page_routes
 from responder.http.runtime import Alone
 from responder.http.server import RUNTIME, Services, create_app, rejection_summaries
 from responder.metrics import Metrics
@@ -131,8 +133,22 @@ def engine_options(settings: Settings) -> EngineOptions:
         replay_horizon=horizon,
         annotate=settings.gitops.annotate,
         restore_ready_timeout_s=settings.restore.ready_timeout.total_seconds(),
+        evidence=evidence_options(settings),
         resume_within=settings.engine.resume_within,
         inbox_poll_s=settings.storage.postgres.poll_interval.total_seconds() if settings.storage.postgres else 2.0,
+    )
+
+
+def evidence_options(settings: Settings) -> EvidenceOptions | None:
+    found = settings.evidence
+    if not found.enabled:
+        return None
+    return EvidenceOptions(
+        log_lines=found.log_lines,
+        log_bytes=found.log_bytes,
+        budget_s=found.budget.total_seconds(),
+        max_pods=found.max_pods,
+        max_events=found.max_events,
     )
 
 
@@ -165,8 +181,11 @@ def build_app(
     """
     app = create_app(settings, secrets)
     add_admin_routes(app)
+    add_gate_routes(app)
     add_incident_routes(app)
     add_openapi_route(app)
+    if settings.incident_pages is not None:
+        add_page_routes(app)  # HTML for browsers, behind signed links: not part of the API (nor its OpenAPI document)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Everything opened is closed again in reverse order, also when a later step of the startup fails.

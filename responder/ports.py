@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from responder.core.model import DeploymentView, FailureReason, ObjectView, ScaleView
+from responder.core.model import DeploymentView, EventView, FailureReason, ObjectView, PodView, ScaleView
 
 if TYPE_CHECKING:
     from responder.store.port import Tx
@@ -44,10 +44,18 @@ class ClusterPort(Protocol):
         ...
 
     async def patch_object(
-        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+        self,
+        api: Api,
+        namespace: str,
+        name: str,
+        *,
+        patch: Mapping[str, Any],
+        resource_version: str,
+        subresource: str | None = None,
     ) -> ObjectView:
         """A JSON merge patch (lists are replaced whole) with ``metadata.resourceVersion`` as the precondition:
-        CONFLICT when the object changed since it was read, so a concurrent edit is never overwritten."""
+        CONFLICT when the object changed since it was read, so a concurrent edit is never overwritten.
+        ``subresource="status"`` patches the object's status subresource (NOT_FOUND where the kind has none)."""
         ...
 
     async def set_deployment_annotations(
@@ -65,6 +73,24 @@ class ClusterPort(Protocol):
     async def emit_event(
         self, deployment: DeploymentView, *, reason: str, message: str, warning: bool = True
     ) -> None: ...
+
+    # -- evidence (reads only; granted by RBAC only when evidence capture is enabled) --
+
+    async def list_pods(self, namespace: str, *, selector: str) -> list[PodView]:
+        """The pods matching a label selector (the API's string form, e.g. ``app=checkout,version=canary``)."""
+        ...
+
+    async def read_log(
+        self, namespace: str, pod: str, *, container: str, tail_lines: int, limit_bytes: int, previous: bool = False
+    ) -> str:
+        """The last ``tail_lines`` lines of a container's log, at most ``limit_bytes`` of them (the API counts
+        from the start of those lines, as ``kubectl logs --tail --limit-bytes`` does); ``previous``: the log of the
+        container instance before the last restart. Undecodable bytes are replaced, never raised."""
+        ...
+
+    async def list_events(self, namespace: str, *, kind: str, name: str) -> list[EventView]:
+        """The core/v1 Events whose involvedObject is the object ``kind``/``name`` in ``namespace``."""
+        ...
 
     async def ping(self) -> None:
         """Cheap reachability check for /readyz."""

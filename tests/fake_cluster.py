@@ -20,6 +20,9 @@ What it models, and only that:
   ``land=True`` the change is applied first (an uncertain outcome: it landed, the caller saw a failure);
 - a hook, ``before_call``, awaited at the start of every call: a test pauses a call there, changes the state
   behind the caller's back, or raises its own ``BaseException`` to simulate a crash between two calls;
+- pods for the evidence step (:meth:`FakeCluster.add_pod`): listed by an equality label selector, their logs
+  served as the API does (``tail_lines`` first, then at most ``limit_bytes`` from their start; a previous log
+  never set is a 400), their Events by name;
 - logs: ``calls`` (every call that got past the hook), ``mutations`` (every write, landed or not, with a deep
   copy of the whole state right after it) and ``events``.
 
@@ -38,8 +41,10 @@ from typing import Any, NamedTuple, TypeVar
 
 from responder.core.model import (
     DeploymentView,
+    EventView,
     FailureReason,
     ObjectView,
+    PodView,
     ScaleView,
     TargetRef,
     TrafficRef,
@@ -81,7 +86,9 @@ STATUS_OF: Mapping[FailureReason, int | None] = {
     FailureReason.INVALID: 422,
 }
 
-_READS = frozenset({"get_deployment", "get_object", "get_scale", "ping", "close"})
+_READS = frozenset(
+    {"get_deployment", "get_object", "get_scale", "list_pods", "read_log", "list_events", "ping", "close"}
+)
 _WRITES = frozenset({"patch_object", "set_deployment_annotations", "set_replicas", "emit_event"})
 _PLURAL = {"deployments": "deployments.apps", "ingresses": "ingresses.networking.k8s.io", "httproutes": "httproutes"}
 _TYPED = frozenset({"ingresses", "httproutes"})  # kept in their own shape; any other kind as its raw JSON body
@@ -166,6 +173,9 @@ class FakeCluster:
         self._version = 0
         self._state: State = {"deployments": {}, "ingresses": {}, "httproutes": {}}
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> raw body
+        self._pods: dict[Key, tuple[dict[str, str], PodView]] = {}  # -> (labels, view)
+        self._logs: dict[tuple[str, str, str, bool], str] = {}  # (namespace, pod, container, previous) -> text
+        self._pod_events: dict[Key, list[EventView]] = {}
         self._faults: list[FakeFault] = []
 
     # --- seeding and other writers (not logged: only the port's callers are) ---------------------------
@@ -231,6 +241,25 @@ class FakeCluster:
         labels = {"app": app, "version": "stable"}
         self.add_deployment(namespace, app, labels=labels, replicas=replicas, images=[f"{app}:1.4.2"])
         return TargetRef(namespace=namespace, deployment=app)
+
+    def add_pod(
+        self,
+        namespace: str,
+        pod: PodView,
+        *,
+        labels: Mapping[str, str],
+        logs: Mapping[str, str] | None = None,
+        previous_logs: Mapping[str, str] | None = None,
+        events: Iterable[EventView] = (),
+    ) -> None:
+        """A pod with its labels, its containers' logs (by container name) and its Events."""
+        key = (namespace, pod.name)
+        self._pods[key] = (dict(labels), pod)
+        for container, text in (logs or {}).items():
+            self._logs[(namespace, pod.name, container, False)] = text
+        for container, text in (previous_logs or {}).items():
+            self._logs[(namespace, pod.name, container, True)] = text
+        self._pod_events[key] = list(events)
 
     def edit_deployment(
         self,
@@ -345,9 +374,17 @@ class FakeCluster:
         return self._scale_view(namespace, name)
 
     async def patch_object(
-        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+        self,
+        api: Api,
+        namespace: str,
+        name: str,
+        *,
+        patch: Mapping[str, Any],
+        resource_version: str,
+        subresource: str | None = None,
     ) -> ObjectView:
-        """A JSON merge patch with the resourceVersion precondition (CONFLICT when stale), as the API applies it."""
+        """A JSON merge patch with the resourceVersion precondition (CONFLICT when stale), as the API applies it
+        (``subresource`` is accepted and patches the same stored object)."""
 
         def change() -> ObjectView:
             body = merged(self._object_body(api.plural, namespace, name, resource_version=resource_version), patch)
@@ -388,6 +425,29 @@ class FakeCluster:
         args = {"reason": reason, "message": message, "warning": warning}
         call = (deployment, reason, message, warning)
         await self._write("emit_event", deployment.namespace, deployment.name, args, change, call=call)
+
+    async def list_pods(self, namespace: str, *, selector: str) -> list[PodView]:
+        await self._enter("list_pods", (namespace, selector))
+        wanted = _equalities(selector)
+        pods = self._pods.items()
+        return [view for (ns, _), (labels, view) in pods if ns == namespace and wanted.items() <= labels.items()]
+
+    async def read_log(
+        self, namespace: str, pod: str, *, container: str, tail_lines: int, limit_bytes: int, previous: bool = False
+    ) -> str:
+        await self._enter("read_log", (namespace, pod, container, tail_lines, limit_bytes, previous))
+        if (namespace, pod) not in self._pods:
+            raise ClusterError(FailureReason.NOT_FOUND, f'pods "{pod}" not found', status=404)
+        text = self._logs.get((namespace, pod, container, previous))
+        if text is None and previous:
+            message = f'previous terminated container "{container}" in pod "{pod}" not found'
+            raise ClusterError(FailureReason.INVALID, message, status=400)
+        lines = (text or "").splitlines(keepends=True)[-tail_lines:]
+        return "".join(lines).encode()[:limit_bytes].decode("utf-8", errors="replace")
+
+    async def list_events(self, namespace: str, *, kind: str, name: str) -> list[EventView]:
+        await self._enter("list_events", (namespace, kind, name))
+        return list(self._pod_events.get((namespace, name), [])) if kind == "Pod" else []
 
     async def ping(self) -> None:
         await self._enter("ping", ())
@@ -477,6 +537,7 @@ class FakeCluster:
             resource_version=obj["resourceVersion"],
             images=tuple(obj["images"]),
             ready_replicas=obj["ready_replicas"],
+            selector=",".join(f"{k}={v}" for k, v in sorted(obj["labels"].items())),
         )
 
     def _object_body(
@@ -542,6 +603,17 @@ def _scale(deployment: dict[str, Any], replicas: int) -> None:
     deployment["replicas"] = replicas
     ready = deployment["ready_replicas"]
     deployment["ready_replicas"] = replicas if deployment["ready"] else min(ready, replicas)
+
+
+def _equalities(selector: str) -> dict[str, str]:
+    """``a=b,c=d`` as a dict; anything else is refused, as the API refuses a selector it cannot parse."""
+    found: dict[str, str] = {}
+    for term in filter(None, selector.split(",")):
+        key, sep, value = term.partition("=")
+        if not sep or not key:
+            raise ClusterError(FailureReason.INVALID, f"unsupported label selector term {term!r}", status=400)
+        found[key.strip()] = value.strip()
+    return found
 
 
 def _merge(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None:

@@ -22,6 +22,7 @@ PROMETHEUS_VALUES = {
     "namespace_app_track:http_requests_5xx:ratio_rate1m": {"canary": "0.125", "stable": "0.002"},
     "namespace_app_track:http_request_duration_seconds:p95_rate1m": {"canary": "2.4", "stable": "0.31"},
     "namespace_app_track:http_requests:rate1m": {"canary": "12", "stable": "240"},
+    "namespace_app_track:container_memory_working_set_bytes:sum": {"canary": "1020054732.8", "stable": "1932735283.2"},
 }
 
 
@@ -85,6 +86,12 @@ class FakeSlack:
         ts = f"1700000000.{self._ts:06d}"
         return await self._answer(request, web.json_response({"ok": True, "channel": "C0CANARY", "ts": ts}))
 
+    async def auth_test(self, request: web.Request) -> web.Response:
+        """``auth.test`` (read-only; ``check-config --probe``): not recorded among the messages."""
+        if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "team": "Canary Team", "user": "canary-responder"})
+
     async def webhook(self, request: web.Request) -> web.Response:
         return await self._answer(request, web.Response(text="ok"))
 
@@ -101,6 +108,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
     app = web.Application()
     app.router.add_post("/api/chat.postMessage", fake.post_message)
+    app.router.add_post("/api/auth.test", fake.auth_test)
     app.router.add_post(WEBHOOK_PATH, fake.webhook)
     app.router.add_get("/api/v1/query", fake.query)
     server = TestServer(app, host="127.0.0.1")

@@ -32,7 +32,8 @@ WEBHOOK_TOKEN_NEXT = "wh-token-next-fedcba9876543210"
 ADMIN_TOKEN = "admin-token-5f4dcc3b5aa765d61d83"
 BASIC_PASSWORD = "basic-pw-3c59dc048e8850243be8"
 READ_TOKEN = "read-token-8277e0910d750195b448"
-ALL_SECRETS = (WEBHOOK_TOKEN, WEBHOOK_TOKEN_NEXT, ADMIN_TOKEN, BASIC_PASSWORD, READ_TOKEN)
+GATE_TOKEN = "gate-token-a87ff679a2f3e71d9181"
+ALL_SECRETS = (WEBHOOK_TOKEN, WEBHOOK_TOKEN_NEXT, ADMIN_TOKEN, BASIC_PASSWORD, READ_TOKEN, GATE_TOKEN)
 
 
 def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **overrides: Any) -> Path:
@@ -45,6 +46,7 @@ def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **over
         "admin": ADMIN_TOKEN,
         "basic": BASIC_PASSWORD,
         "read": READ_TOKEN,
+        "gate": GATE_TOKEN,
     }.items():
         (secrets / name).write_text(value + "\n")
     document: dict[str, Any] = {
@@ -56,6 +58,7 @@ def write_config(tmp_path: Path, *, kube_url: str = "http://127.0.0.1:9", **over
             },
             "admin_token": {"file": str(secrets / "admin")},
             "read_token": {"file": str(secrets / "read")},
+            "gate_token": {"file": str(secrets / "gate")},
         },
         "kubernetes": {"mode": "url", "url": kube_url, "request_timeout": "2s"},
         "safety": {"allowed_namespaces": ["shop", "pay"]},
@@ -150,13 +153,14 @@ class Running:
 
 @asynccontextmanager
 async def running_responder(
-    config: Path, *, cluster: ClusterPort | None = None, environ: dict[str, str] | None = None
+    config: Path, *, cluster: ClusterPort | None = None, environ: dict[str, str] | None = None, port: int | None = None
 ) -> AsyncIterator[Running]:
-    """The whole responder on a loopback port; audit lines are captured instead of printed."""
+    """The whole responder on a loopback port (``port``, else any free one); audit lines are captured instead of
+    printed."""
     settings, secrets = load_settings(config, environ or {})
     captured: list[dict[str, Any]] = []
     app = build_app(settings, secrets, cluster=cluster, metrics=Metrics(), audit_sink=captured.extend)
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:

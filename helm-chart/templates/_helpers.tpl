@@ -92,6 +92,12 @@ deployment.yaml (always rendered).
 {{- define "cr.adminSecret" -}}
 {{- default (printf "%s-admin" (include "cr.fullname" .)) .Values.auth.admin.existingSecret -}}
 {{- end -}}
+{{- define "cr.gateSecret" -}}
+{{- default (printf "%s-flagger-gate" (include "cr.fullname" .)) .Values.auth.flaggerGate.existingSecret -}}
+{{- end -}}
+{{- define "cr.pagesSecret" -}}
+{{- default (printf "%s-page-signing" (include "cr.fullname" .)) .Values.auth.pageSigning.existingSecret -}}
+{{- end -}}
 {{- define "cr.auditSecret" -}}
 {{- default (printf "%s-audit-hmac" (include "cr.fullname" .)) .Values.auth.auditHmac.existingSecret -}}
 {{- end -}}
@@ -132,7 +138,11 @@ cluster (so upgrades keep it), else a new random one. Call with (dict "ctx" $ "s
 {{- if .Values.auth.webhook.basic.enabled -}}
 {{- $_ := set $webhook "basic" (dict "username" .Values.auth.webhook.basic.username "password" (dict "file" (printf "%s/webhook/basic-password" $secretDir))) -}}
 {{- end -}}
-{{- $_ := set $cfg "auth" (dict "webhook" $webhook "admin_token" (dict "file" (printf "%s/admin/token" $secretDir))) -}}
+{{- $auth := dict "webhook" $webhook "admin_token" (dict "file" (printf "%s/admin/token" $secretDir)) -}}
+{{- if .Values.auth.flaggerGate.enabled -}}
+{{- $_ := set $auth "gate_token" (dict "file" (printf "%s/flagger-gate/token" $secretDir)) -}}
+{{- end -}}
+{{- $_ := set $cfg "auth" $auth -}}
 {{- $storage := dict -}}
 {{- if include "cr.postgres" . -}}
 {{- $pg := .Values.storage.postgres -}}
@@ -146,6 +156,14 @@ cluster (so upgrades keep it), else a new random one. Call with (dict "ctx" $ "s
 {{- $_ := set $storage "audit_hmac_key" (dict "file" (printf "%s/audit/hmac-key" $secretDir)) -}}
 {{- end -}}
 {{- $_ := set $cfg "storage" $storage -}}
+{{- if .Values.auth.pageSigning.enabled -}}
+{{- if not (dig "notifications" "public_url" "" $cfg) -}}
+{{- fail "auth.pageSigning.enabled needs config.notifications.public_url: the page links in messages must be absolute" -}}
+{{- end -}}
+{{- $pages := merge (dict) (default dict $cfg.incident_pages) -}}
+{{- $_ := set $pages "signing_key" (dict "file" (printf "%s/pages/signing-key" $secretDir)) -}}
+{{- $_ := set $cfg "incident_pages" $pages -}}
+{{- end -}}
 {{- /* Leader election whenever the store is shared, even with one replica: a rolling update (maxSurge 1) runs
        the old and the new pod together, and both would decide the same events. advertise_url is left to the
        responder's default, http://$POD_IP:<listen.port> (POD_IP from the downward API). */ -}}

@@ -17,7 +17,7 @@ import json
 import socket
 import time
 from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -25,7 +25,16 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from responder import __version__
-from responder.core.model import DeploymentView, FailureReason, ObjectView, ScaleView
+from responder.core.model import (
+    ContainerView,
+    DeploymentView,
+    EventView,
+    FailureReason,
+    ObjectView,
+    PodView,
+    ScaleView,
+    Termination,
+)
 from responder.ports import ClusterError
 from responder.traffic.base import Api
 
@@ -68,6 +77,14 @@ def _api_message(exc: ApiException) -> str:
     return str(message or exc.reason or "")
 
 
+def _status_message(body: bytes) -> str:
+    try:
+        found = json.loads(body) if body else {}
+    except ValueError:
+        return ""
+    return str(found.get("message") or "") if isinstance(found, dict) else ""
+
+
 def to_cluster_error(exc: BaseException, *, what: str) -> ClusterError:
     """Translate a failure of the client library into the project's own error."""
     if isinstance(exc, ApiException):
@@ -94,6 +111,78 @@ def _deployment_view(obj: client.V1Deployment) -> DeploymentView:
         resource_version=meta.resource_version or "",
         images=tuple(c.image or "" for c in containers or []),
         ready_replicas=(obj.status.ready_replicas or 0) if obj.status else 0,
+        selector=label_selector(obj.spec.selector if obj.spec else None),
+    )
+
+
+def label_selector(selector: client.V1LabelSelector | None) -> str:
+    """A LabelSelector in the API's string form (``app=checkout,track in (canary)``); "" when it selects nothing
+    expressible (no selector, or an operator this does not know): the caller then lists no pods at all."""
+    if selector is None:
+        return ""
+    terms = [f"{key}={value}" for key, value in sorted((selector.match_labels or {}).items())]
+    for expression in selector.match_expressions or []:
+        values = ",".join(sorted(expression.values or []))
+        term = {
+            "In": f"{expression.key} in ({values})",
+            "NotIn": f"{expression.key} notin ({values})",
+            "Exists": expression.key,
+            "DoesNotExist": f"!{expression.key}",
+        }.get(expression.operator)
+        if term is None:
+            return ""
+        terms.append(term)
+    return ",".join(terms)
+
+
+def _stamp(moment: Any) -> str | None:
+    if isinstance(moment, datetime.datetime):
+        return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+    return str(moment) if moment else None
+
+
+def _container_view(name: str, status: client.V1ContainerStatus | None) -> ContainerView:
+    if status is None:
+        return ContainerView(name=name)
+    state, last = status.state, status.last_state
+    ended = (last.terminated if last else None) or (state.terminated if state else None)
+    return ContainerView(
+        name=name,
+        ready=bool(status.ready),
+        restarts=status.restart_count or 0,
+        waiting=(state.waiting.reason if state and state.waiting else None),
+        last_termination=(
+            Termination(reason=ended.reason, exit_code=ended.exit_code, finished_at=_stamp(ended.finished_at))
+            if ended
+            else None
+        ),
+    )
+
+
+def _pod_view(pod: client.V1Pod) -> PodView:
+    meta, status = pod.metadata, pod.status
+    statuses = {s.name: s for s in (status.container_statuses if status else None) or []}
+    containers = pod.spec.containers if pod.spec else []
+    conditions = (status.conditions if status else None) or []
+    return PodView(
+        namespace=meta.namespace or "",
+        name=meta.name or "",
+        phase=(status.phase if status else None) or "Unknown",
+        ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+        containers=tuple(_container_view(c.name, statuses.get(c.name)) for c in containers or []),
+        owners=tuple(f"{o.kind}/{o.name}" for o in meta.owner_references or []),
+    )
+
+
+def _event_view(event: client.CoreV1Event) -> EventView:
+    series = event.series
+    last = event.last_timestamp or (series.last_observed_time if series else None) or event.event_time
+    return EventView(
+        type=event.type or "",
+        reason=event.reason or "",
+        message=event.message or "",
+        count=event.count or (series.count if series else None) or 1,
+        last_seen=_stamp(last or event.first_timestamp),
     )
 
 
@@ -192,15 +281,28 @@ class KubeCluster:
         return _object_view(found, namespace=namespace, name=name)
 
     async def patch_object(
-        self, api: Api, namespace: str, name: str, *, patch: Mapping[str, Any], resource_version: str
+        self,
+        api: Api,
+        namespace: str,
+        name: str,
+        *,
+        patch: Mapping[str, Any],
+        resource_version: str,
+        subresource: str | None = None,
     ) -> ObjectView:
         """A JSON merge patch carrying ``metadata.resourceVersion``: CONFLICT when the object changed since."""
         metadata = {**dict(patch.get("metadata") or {}), **_precondition(resource_version)}
         body = {**patch, "metadata": metadata}
-        call = self._custom.patch_namespaced_custom_object(
+        if subresource not in (None, "status"):
+            raise ValueError(f"no patch of the {subresource} subresource of custom objects")
+        method = self._custom.patch_namespaced_custom_object
+        if subresource == "status":
+            method = self._custom.patch_namespaced_custom_object_status
+        call = method(
             api.group, api.version, namespace, api.plural, name, body, _request_timeout=self._timeout, **_MERGE_PATCH
         )
-        patched = await self._call(f"patch {api.plural} {namespace}/{name}", call)
+        where = f"{api.plural}/status" if subresource else api.plural
+        patched = await self._call(f"patch {where} {namespace}/{name}", call)
         return _object_view(patched, namespace=namespace, name=name)
 
     async def set_deployment_annotations(
@@ -231,6 +333,47 @@ class KubeCluster:
         body = _event_body(deployment, reason=reason, message=message, warning=warning, instance=self._instance)
         call = self._core.create_namespaced_event(deployment.namespace, body, _request_timeout=self._timeout)
         await self._call(f"create event on deployment {deployment.namespace}/{deployment.name}", call)
+
+    async def list_pods(self, namespace: str, *, selector: str) -> list[PodView]:
+        call = self._core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=self._timeout)
+        found = await self._call(f"list pods in {namespace} ({selector})", call)
+        return [_pod_view(pod) for pod in found.items or []]
+
+    async def read_log(
+        self, namespace: str, pod: str, *, container: str, tail_lines: int, limit_bytes: int, previous: bool = False
+    ) -> str:
+        """Read raw bytes: the client would otherwise decode strictly (a multi-byte character cut by limitBytes
+        raises) and even parse a log that happens to be valid JSON."""
+        what = f"read {'previous ' if previous else ''}log of {namespace}/{pod}/{container}"
+        call = self._core.read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            tail_lines=tail_lines,
+            limit_bytes=limit_bytes,
+            previous=previous,
+            _preload_content=False,
+            _request_timeout=self._timeout,
+        )
+        # With _preload_content=False the library hands over the raw aiohttp response (its stubs say str).
+        response = cast(aiohttp.ClientResponse, await self._call(what, call))
+        try:
+            data: bytes = await self._call(what, response.read())
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            raise ClusterError(
+                reason_for_status(response.status),
+                f"{what}: HTTP {response.status}: {_status_message(data) or response.reason or ''}",
+                status=response.status,
+            )
+        return data[:limit_bytes].decode("utf-8", errors="replace")
+
+    async def list_events(self, namespace: str, *, kind: str, name: str) -> list[EventView]:
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        call = self._core.list_namespaced_event(namespace, field_selector=selector, _request_timeout=self._timeout)
+        found = await self._call(f"list events of {kind} {namespace}/{name}", call)
+        return [_event_view(event) for event in found.items or []]
 
     async def ping(self) -> None:
         """Cheap reachability check for /readyz: the API server's /version."""

@@ -1,5 +1,6 @@
 """The settings of what leaves the responder besides Kubernetes calls: notifications (Slack ..., the outbox's
-retries, the links in messages) and GitOps awareness (annotations, the signed webhook)."""
+retries, the links in messages), the signed links to the incident pages, and GitOps awareness (annotations, the
+signed webhook)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,20 @@ class NotificationSettings(_Model):
     dashboard_url: str | None = None
     alertmanager_url: str | None = None
     runbook_url: str | None = None
+
+
+class IncidentPagesSettings(_Model):
+    """Incident pages in a browser (``/incidents/{id}``), opened from the links in Slack and Teams messages without
+    a bearer token: each link is signed with ``signing_key`` (HMAC-SHA256 over the incident id and the expiry) and
+    expires ``link_ttl`` after the message was laid out. Rotating the key revokes every link sent; shortening
+    ``link_ttl`` shortens them too. The pages are read-only; the API keeps its tokens. Needs
+    ``notifications.public_url`` (links in messages must be absolute)."""
+
+    signing_key: SecretRef
+    link_ttl: Duration = timedelta(days=7)
+
+    @model_validator(mode="after")
+    def _ttl(self) -> IncidentPagesSettings:
+        if self.link_ttl < timedelta(minutes=1):
+            raise ValueError("link_ttl must be at least 1m (a link must survive the way from the message to a browser)")
+        return self

@@ -21,6 +21,7 @@ class Secrets:
         self.basic_password = auth.webhook.basic.password.resolve(environ) if auth.webhook.basic else None
         self.admin_token = auth.admin_token.resolve(environ)
         self.read_token = auth.read_token.resolve(environ) if auth.read_token else None
+        self.gate_token = auth.gate_token.resolve(environ) if auth.gate_token else None
         self.kube_token = settings.kubernetes.token.resolve(environ) if settings.kubernetes.token else None
         key = settings.storage.audit_hmac_key
         self.audit_key = key.resolve(environ) if key else None
@@ -36,6 +37,8 @@ class Secrets:
         }
         hook = settings.gitops.webhook
         self.gitops_webhook_secret = hook.secret.resolve(environ) if hook else None
+        pages = settings.incident_pages
+        self.page_signing_key = _signing_key(pages.signing_key, environ) if pages else None
         self._check_one_role_each()
 
     def _check_one_role_each(self) -> None:
@@ -49,6 +52,16 @@ class Secrets:
         _refuse_shared({"auth.admin_token": self.admin_token}, webhook)
         if self.read_token is not None:
             _refuse_shared({"auth.read_token": self.read_token}, {"auth.admin_token": self.admin_token, **webhook})
+        if self.gate_token is not None:  # the gate token sits in Flagger's Canary objects: it may only ask the gate
+            others = {"auth.admin_token": self.admin_token, **webhook}
+            if self.read_token is not None:
+                others["auth.read_token"] = self.read_token
+            _refuse_shared({"auth.gate_token": self.gate_token}, others)
+        if self.page_signing_key is not None:  # a token holder must not be able to mint page links, nor vice versa
+            tokens = {"auth.admin_token": self.admin_token, **webhook}
+            if self.read_token is not None:
+                tokens["auth.read_token"] = self.read_token
+            _refuse_shared({"incident_pages.signing_key": self.page_signing_key}, tokens)
 
     def __repr__(self) -> str:
         return "Secrets(<redacted>)"
@@ -59,6 +72,20 @@ def _http_url(ref: SecretRef, environ: Mapping[str, str]) -> SecretStr:
     value = ref.resolve(environ)
     if not value.get_secret_value().lower().startswith(("https://", "http://")):
         raise ConfigError(f"the webhook URL from {ref.describe()} is not an http(s) URL")
+    return value
+
+
+MIN_SIGNING_KEY_BYTES = 32
+
+
+def _signing_key(ref: SecretRef, environ: Mapping[str, str]) -> SecretStr:
+    """The page-link signing key, at least 32 bytes (HMAC-SHA256's block of entropy); the error never shows it."""
+    value = ref.resolve(environ)
+    if len(value.get_secret_value().encode()) < MIN_SIGNING_KEY_BYTES:
+        raise ConfigError(
+            f"incident_pages.signing_key from {ref.describe()} is shorter than {MIN_SIGNING_KEY_BYTES} bytes:"
+            " use a random value, e.g. `openssl rand -base64 48`"
+        )
     return value
 
 

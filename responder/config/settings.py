@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from responder.config.base import Duration, SecretRef, _Model
-from responder.config.delivery import GitopsSettings, NotificationSettings
+from responder.config.delivery import GitopsSettings, IncidentPagesSettings, NotificationSettings
 from responder.core.decide import CoreSettings
 from responder.core.model import PolicyMode
 from responder.core.rules import PolicyRule, TargetRule, TrafficTemplate, is_dns_label, template_fields
@@ -42,6 +42,9 @@ class AuthSettings(_Model):
     webhook: WebhookAuth
     admin_token: SecretRef
     read_token: SecretRef | None = None
+    # Flagger's rollback webhook: the token it presents to the rollback gate (docs/flagger.md); without it the gate
+    # is off. Its own secret: it can only ask whether to roll back.
+    gate_token: SecretRef | None = None
 
 
 class ListenSettings(_Model):
@@ -138,11 +141,30 @@ class TargetSettings(_Model):
     canary_backend: str | None = None
     # Multi-cluster: the configured clusters this rule applies to (empty: every cluster).
     clusters: list[str] = Field(default_factory=list)
+    # The stable Deployment that takes the canary's traffic: with no replica available there, canary traffic is
+    # left on (HELD, paged, retried) instead of turning a partial outage into a full one. null: no such guard.
+    stable: str | None = "{app}"
+    # A canary a progressive-delivery controller runs; `deployment` then names its object, and no traffic objects
+    # or stable guard apply (the controller owns the routing). flagger: the responder decides as usual but changes
+    # nothing itself: Flagger rolls it back when its rollback webhook asks the responder's gate (docs/flagger.md);
+    # `deployment` is the Canary's name. argo-rollouts: the rollback aborts the Argo Rollouts Rollout named
+    # `deployment` (docs/argo-rollouts.md).
+    delegate: Literal["flagger", "argo-rollouts"] | None = None
 
     @model_validator(mode="after")
     def _templates(self) -> TargetSettings:
-        for template in (self.namespace, self.deployment, self.ingress, self.httproute, self.canary_backend):
+        for template in (
+            self.namespace,
+            self.deployment,
+            self.ingress,
+            self.httproute,
+            self.canary_backend,
+            self.stable,
+        ):
             template_fields(template or "")  # raises ValueError naming the template
+        routing = {"traffic", "ingress", "httproute", "canary_backend"} & self.model_fields_set
+        if self.delegate and routing:
+            raise ValueError(f"delegate: {self.delegate} owns the canary's routing: drop {sorted(routing)}")
         if bool(self.httproute) != bool(self.canary_backend):
             raise ValueError("httproute and canary_backend go together (the route, and which backendRef is the canary)")
         if self.traffic is not None and ("ingress" in self.model_fields_set or self.httproute):
@@ -153,6 +175,8 @@ class TargetSettings(_Model):
         return self
 
     def traffic_templates(self) -> tuple[TrafficTemplate, ...]:
+        if self.delegate:  # the controller owns the routing
+            return ()
         if self.traffic is not None:
             return tuple(t.template() for t in self.traffic)
         found = [TrafficTemplate("nginx", self.ingress)] if self.ingress else []
@@ -236,6 +260,22 @@ class RestoreSettings(_Model):
     ready_timeout: Duration = timedelta(seconds=120)
 
 
+class EvidenceSettings(_Model):
+    """Evidence captured after canary traffic is off and before the scale-down removes the canary's pods: per pod
+    its status, restarts and last termination (OOMKilled ...), the last ``log_lines`` lines of each container's log
+    (and of the instance before its last restart) at most ``log_bytes`` each, and its recent Events, all within
+    ``budget``. A read that fails or runs out of time is recorded as missing evidence, never fails or delays the
+    rollback beyond ``budget``. Needs RBAC ``list`` on pods and events and ``get`` on pods/log (the chart grants
+    them exactly when this is enabled)."""
+
+    enabled: bool = True
+    log_lines: int = Field(default=200, ge=1, le=10_000)
+    log_bytes: int = Field(default=65_536, ge=1_024, le=1_048_576)
+    budget: Duration = Field(default=timedelta(seconds=2), gt=timedelta(0), le=timedelta(seconds=30))
+    max_pods: int = Field(default=10, ge=1, le=100)
+    max_events: int = Field(default=20, ge=0, le=200)
+
+
 class PostgresSettings(_Model):
     """The shared PostgreSQL store: every replica reads and writes one database (one inbox, one audit chain)."""
 
@@ -309,6 +349,7 @@ class Settings(_Model):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     failed_rollbacks: FailedRollbackSettings = Field(default_factory=FailedRollbackSettings)
     restore: RestoreSettings = Field(default_factory=RestoreSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
@@ -324,6 +365,13 @@ class Settings(_Model):
     clusters: dict[str, ClusterSettings] = Field(default_factory=dict)
     cluster_label: str = Field(default="cluster", min_length=1)
     gitops: GitopsSettings = Field(default_factory=GitopsSettings)
+    incident_pages: IncidentPagesSettings | None = None  # signed links to HTML incident pages (docs/incident-pages.md)
+
+    @model_validator(mode="after")
+    def _pages_need_a_public_url(self) -> Settings:
+        if self.incident_pages is not None and not self.notifications.public_url:
+            raise ValueError("incident_pages needs notifications.public_url: the links in messages must be absolute")
+        return self
 
     @model_validator(mode="after")
     def _one_store_for_many_replicas(self) -> Settings:
@@ -363,6 +411,8 @@ class Settings(_Model):
                     deployment=t.deployment,
                     traffic=t.traffic_templates(),
                     clusters=tuple(t.clusters),
+                    stable="" if t.delegate else (t.stable or ""),
+                    delegate=t.delegate or "",
                 )
                 for t in self.targets
             ),

@@ -88,6 +88,7 @@ class ResultStatus:
     REFUSED = "refused"
     DRY_RUN = "dry_run"
     ABANDONED = "abandoned"  # a half-done rollback not resumed (stale): like a refusal, the target stays live
+    HELD = "held"  # stable had no ready replica, nothing changed: like a failure, retried while the alerts fire
 
 
 class DecisionCore:
@@ -153,7 +154,7 @@ class DecisionCore:
                 del self._rolled_back[key]  # nothing was rolled back: the next alert may act again
             if failing is not None and failing.incident == incident:
                 del self._failing[key]
-        elif status == ResultStatus.FAILED:
+        elif status in (ResultStatus.FAILED, ResultStatus.HELD):
             self._on_failed(incident, target, mine, failing, now)
         elif failing is not None and failing.incident == incident:
             # A retry finished the job: the target is rolled back from now on (cooldown, coalescing).

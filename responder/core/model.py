@@ -49,11 +49,15 @@ class Outcome(enum.StrEnum):
 class Step(enum.StrEnum):
     CHECK = "check"  # re-read live objects and verify the target is a canary we may touch
     TRAFFIC_OFF = "traffic_off"  # one traffic object: no traffic to the canary (recorded as traffic_off:kind/name)
+    EVIDENCE = "evidence"  # read the canary pods' status, log tails and Events before they go (reads only)
     SCALE_ZERO = "scale_zero"  # scale the canary Deployment to zero through /scale
     ANNOTATE = "annotate"  # GitOps: record the rejected images/revision on the Deployment (optional)
     EVENT = "event"  # emit a Kubernetes Event on the Deployment
     SCALE_RESTORE = "scale_restore"  # restore: put the recorded replica count back
     TRAFFIC_RESTORE = "traffic_restore"  # restore: one traffic object back as the rollback found it
+    DELEGATE = "delegate"  # the rollback is another controller's (Flagger asks the rollback gate): nothing is changed
+    ABORT = "abort"  # Argo Rollouts: abort the Rollout's update (its controller moves traffic and pods back to stable)
+    RETRY = "retry"  # restore of an aborted Rollout: let its controller take up the update again
 
 
 class StepResult(enum.StrEnum):
@@ -62,6 +66,8 @@ class StepResult(enum.StrEnum):
     REFUSED = "refused"  # safety check failed; nothing mutated
     FAILED = "failed"  # manual action required
     DRY_RUN = "dry_run"
+    PARTIAL = "partial"  # evidence: some of it captured, the rest recorded as missing
+    SKIPPED = "skipped"  # evidence: nothing to capture (no canary pod)
 
 
 class FailureReason(enum.StrEnum):
@@ -82,6 +88,7 @@ class FailureReason(enum.StrEnum):
     NOT_READY = "not_ready"  # restore: the canary's pods did not become ready in time; traffic stays off
     UNKNOWN_CLUSTER = "unknown_cluster"  # the target names a cluster the configuration does not know
     INCOMPLETE = "incomplete"  # a traffic object turned off as far as it could be: some canary traffic remains
+    STABLE_UNAVAILABLE = "stable_unavailable"  # no stable replica available: canary traffic left on (HELD)
 
     @property
     def retryable(self) -> bool:
@@ -129,6 +136,8 @@ class TargetRef:
     deployment: str
     traffic: tuple[TrafficRef, ...] = ()
     cluster: str = ""
+    stable: str = ""  # the stable Deployment that takes the canary's traffic ("": not known, no stable-health guard)
+    delegate: str = ""  # "flagger": the responder decides, Flagger rolls back when its rollback webhook asks
 
     @property
     def key(self) -> str:
@@ -144,6 +153,10 @@ class TargetRef:
             found["traffic"] = [ref.as_dict() for ref in self.traffic]
         if self.cluster:
             found["cluster"] = self.cluster
+        if self.stable:
+            found["stable"] = self.stable
+        if self.delegate:
+            found["delegate"] = self.delegate
         return found
 
     @classmethod
@@ -160,6 +173,8 @@ class TargetRef:
             deployment=str(data["deployment"]),
             traffic=tuple(traffic),
             cluster=str(data.get("cluster") or ""),
+            stable=str(data.get("stable") or ""),
+            delegate=str(data.get("delegate") or ""),
         )
 
 
@@ -204,6 +219,7 @@ class DeploymentView:
     resource_version: str
     images: tuple[str, ...] = ()
     ready_replicas: int = 0
+    selector: str = ""  # its pods' label selector, in the API's string form ("" when it has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +238,51 @@ class ScaleView:
     name: str
     replicas: int
     resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Termination:
+    """How a container instance ended (``lastState.terminated``, or ``state.terminated`` for the current one)."""
+
+    reason: str | None  # OOMKilled, Error, Completed ...
+    exit_code: int | None
+    finished_at: str | None  # RFC 3339, as the API wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerView:
+    """One container of a pod: its spec name merged with its status (a pod not started yet has no status)."""
+
+    name: str
+    ready: bool = False
+    restarts: int = 0
+    waiting: str | None = None  # state.waiting.reason: CrashLoopBackOff, ImagePullBackOff ...
+    last_termination: Termination | None = None  # the previous instance, else the current one if it ended
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    namespace: str
+    name: str
+    phase: str  # Pending, Running, Succeeded, Failed, Unknown
+    ready: bool  # the Ready condition
+    containers: tuple[ContainerView, ...] = ()
+    owners: tuple[str, ...] = ()  # ownerReferences as "Kind/name" (a Deployment's pods: "ReplicaSet/<deploy>-<hash>")
+
+    @property
+    def restarts(self) -> int:
+        return sum(c.restarts for c in self.containers)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One core/v1 Event about an object (``count`` 1 and ``last_seen`` from eventTime for events.k8s.io ones)."""
+
+    type: str  # Normal, Warning
+    reason: str
+    message: str
+    count: int
+    last_seen: str | None
 
 
 def iso(moment: datetime) -> str:

@@ -74,6 +74,8 @@ class TargetRule:
     deployment: str
     traffic: tuple[TrafficTemplate, ...] = ()  # turned off in this order, before the scale-down
     clusters: tuple[str, ...] = ()  # multi-cluster: the clusters this rule applies to; empty: all of them
+    stable: str = ""  # the stable Deployment's name template ("": no stable-health guard)
+    delegate: str = ""  # "flagger": decide only; Flagger rolls back when its rollback webhook asks the gate
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,16 @@ def _render_rule(
     if namespace not in allowed:
         where = f" of cluster {cluster!r}" if cluster else ""
         return Unresolved(f"namespace {namespace!r} is not in the allowlist{where}")
-    target = TargetRef(namespace=namespace, deployment=deployment, traffic=tuple(traffic), cluster=cluster)
+    stable = render(rule.stable, labels) if rule.stable else None
+    stable = stable if stable and is_dns_subdomain(stable) and stable != deployment else ""
+    target = TargetRef(
+        namespace=namespace,
+        deployment=deployment,
+        traffic=tuple(traffic),
+        cluster=cluster,
+        stable=stable,
+        delegate=rule.delegate,
+    )
     return Resolved(target, rule.name)
 
 

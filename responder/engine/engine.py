@@ -30,14 +30,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from responder.core.decide import Decision, DecisionCore
-from responder.core.model import AlertEvent, FailureReason, Outcome, StepResult
+from responder.core.model import AlertEvent, Outcome, Step, StepResult
 from responder.engine.durable import Durable, Write
-from responder.engine.executor import REPORTING_STEPS, Planned, RetryPolicy, SafetyRules, StepOutcome
+from responder.engine.executor import REPORTING_STEPS, EvidenceOptions, Planned, RetryPolicy, SafetyRules, StepOutcome
 from responder.engine.inbox import Inbox
 from responder.engine.lanes import Job, LaneOptions, Lanes
 from responder.engine.leadership import Authority, NotLeading
 from responder.engine.operations import Operations
-from responder.engine.recorder import DecidedBatch, Recorder, Started
+from responder.engine.recorder import DecidedBatch, Recorder, log_result
 from responder.engine.replay import apply, decide_one, event_ids
 from responder.health import Health, supervise
 from responder.metrics import Metrics
@@ -65,6 +65,7 @@ class EngineOptions:
     max_backlog: int = 20_000
     replay_horizon: timedelta = timedelta(hours=6)
     annotate: bool = False  # GitOps awareness: annotate the rolled-back Deployment with what was rejected
+    evidence: EvidenceOptions | None = None  # capture the canary pods' status, logs and Events before the scale-down
     restore_ready_timeout_s: float = 120.0  # restore: how long the restored pods may take to become ready
     admin_write_timeout_s: float = 10.0  # pause/resume: how long the caller waits for the record to be durable
     resume_within: timedelta = timedelta(minutes=10)  # a half-done rollback older than this is abandoned, not resumed
@@ -94,14 +95,15 @@ class Engine:
         self.health = health or Health(metrics)
         self.authority = authority or Authority()
         self.durable = Durable(store, metrics, self.authority)
-        self.recorder = Recorder(notice_hook=notice_hook, dry_run=options.dry_run, annotate=options.annotate)
         lane_options = LaneOptions(
             safety=options.safety,
             retry=options.retry,
             dry_run=options.dry_run,
             annotate=options.annotate,
             resume_within=options.resume_within,
+            evidence=options.evidence,
         )
+        self.recorder = Recorder(notice_hook=notice_hook, dry_run=options.dry_run, plan=lane_options.plan)
         self.lanes = Lanes(
             store=store,
             durable=self.durable,
@@ -238,10 +240,11 @@ class Engine:
 
     def _resume(self, record: RollbackRecord) -> None:
         reporting = {Planned(step).id for step in REPORTING_STEPS}
+        # Evidence is taken once: read again after the scale-down, it would find no pod and replace the capture.
         finished = {
             name
             for name, step in record.steps.items()
-            if name in reporting and step.get("result") in (StepResult.DONE, StepResult.NOOP)
+            if name in reporting and (step.get("result") in (StepResult.DONE, StepResult.NOOP) or name == Step.EVIDENCE)
         }
         log.warning("resuming rollback %s (reporting steps already done: %s)", record.incident, sorted(finished))
         job = Job(record.incident, record.target, record.received_at, frozenset(finished), attempt=record.attempts)
@@ -410,7 +413,7 @@ class Engine:
         reason = job.abandoned
         self.core.on_result(incident=job.incident, target=job.target, status=status, changed=changed, now=now)
         retrying = self.core.failing(job.target) == job.incident
-        _log_result(job.started, status, outcomes, retrying=retrying)
+        log_result(job.started, status, outcomes, retrying=retrying)
         started = job.started
         await self.durable.write(
             lambda tx: self.recorder.result(
@@ -426,20 +429,6 @@ class Engine:
         )
         self.metrics.rollbacks.labels(status).inc()
         self.poke()  # a failed rollback may now have a retry timer
-
-
-def _log_result(started: Started, status: str, outcomes: list[StepOutcome], *, retrying: bool) -> None:
-    where = f"rollback {started.incident} of {started.target.key}"
-    if status == "failed":
-        stopped = next((o for o in outcomes if o.result is StepResult.FAILED), None)
-        detail = f" at {stopped.id}: {stopped.message}" if stopped else ""
-        then = "retried while its alerts fire" if retrying else "manual action required"
-        log.error("%s FAILED%s; %s", where, detail, then)
-    elif status == "refused":
-        log.warning("%s refused by the live safety check", where)
-    elif status == "partial":
-        left = "; ".join(o.message for o in outcomes if o.reason is FailureReason.INCOMPLETE)
-        log.error("%s PARTIAL: %s", where, left)
 
 
 def _interrupted(job: Job, why: str) -> Write:

@@ -8,8 +8,10 @@ leaves recording to the ``on_intent`` / ``on_step`` callbacks of the engine. The
 A rollback: CHECK (the namespace allowed, the live Deployment carries the canary marker, every traffic object can
 be turned off: a refusal or a plan that cannot complete stops here with nothing changed), then one TRAFFIC_OFF per
 traffic object of the target (first: scaling first would turn the canary's share of traffic into errors),
-SCALE_ZERO through ``/scale`` (re-checking the marker right before), ANNOTATE (GitOps, optional) and EVENT. ANNOTATE
-and EVENT only report: their failure neither stops nor fails the rollback. A restore runs CHECK (nothing changed
+EVIDENCE (optional: the canary pods' status, logs and Events, read within a time budget while the pods still exist,
+:mod:`responder.engine.evidence`), SCALE_ZERO through ``/scale`` (re-checking the marker right before), ANNOTATE
+(GitOps, optional) and EVENT. EVIDENCE, ANNOTATE and EVENT only report: their failure neither stops nor fails the
+rollback. A restore runs CHECK (nothing changed
 since, beyond being half restored already), SCALE_RESTORE (waiting for the pods to be ready) and one
 TRAFFIC_RESTORE per traffic object.
 
@@ -36,6 +38,7 @@ from responder.engine.run import (
     CHANGING_STEPS,
     REPORTING_STEPS,
     STOPPING_RESULTS,
+    EvidenceOptions,
     Intent,
     Memo,
     OnStep,
@@ -53,11 +56,20 @@ from responder.engine.run import (
 from responder.engine.steps import RESTORE_BODIES, ROLLBACK_BODIES
 from responder.ports import ClusterError, ClusterPort
 
+ARGO_ROLLOUTS = "argo-rollouts"  # a target's delegate: an Argo Rollouts Rollout, rolled back by aborting its update
 
-def plan_steps(target: TargetRef, *, skip: Collection[str] = (), annotate: bool = False) -> list[Planned]:
+
+def plan_steps(
+    target: TargetRef, *, skip: Collection[str] = (), annotate: bool = False, evidence: bool = False
+) -> list[Planned]:
     """The steps a rollback of ``target`` runs, in order (``skip``: step ids already done, resuming)."""
+    if target.delegate == ARGO_ROLLOUTS:  # the Rollouts controller moves traffic and pods once its update is aborted
+        return [Planned(Step.ABORT)] if Planned(Step.ABORT).id not in skip else []
+    if target.delegate:  # another controller rolls it back (Flagger asks the gate): nothing to run here
+        return [Planned(Step.DELEGATE)]
     steps = [Planned(Step.CHECK), *(Planned(Step.TRAFFIC_OFF, ref) for ref in target.traffic)]
-    steps += [Planned(Step.SCALE_ZERO), *([Planned(Step.ANNOTATE)] if annotate else []), Planned(Step.EVENT)]
+    steps += [*([Planned(Step.EVIDENCE)] if evidence else []), Planned(Step.SCALE_ZERO)]
+    steps += [*([Planned(Step.ANNOTATE)] if annotate else []), Planned(Step.EVENT)]
     return [s for s in steps if s.id not in skip]
 
 
@@ -79,6 +91,8 @@ async def execute_rollback(
     on_intent: Intent | None = None,
     prior: Mapping[str, dict[str, Any]] | None = None,
     guard: Callable[[str], None] | None = None,
+    ignore_stable: bool = False,
+    evidence: EvidenceOptions | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     random: Callable[[], float] = _random.random,
 ) -> list[StepOutcome]:
@@ -92,10 +106,14 @@ async def execute_rollback(
     """
     run = Run(cluster=cluster, target=target, safety=safety, retry=retry, dry_run=dry_run, sleep=sleep, random=random)
     run.mark, run.on_intent, run.prior, run.guard = mark, on_intent, prior or {}, guard
+    run.ignore_stable, run.evidence = ignore_stable, evidence
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
-    for planned in plan_steps(target, skip=skip, annotate=mark is not None):
+    if target.delegate and target.delegate != ARGO_ROLLOUTS:
+        await _finish(run, _delegated(target, dry_run=dry_run), on_step=on_step)
+        return run.outcomes
+    for planned in plan_steps(target, skip=skip, annotate=mark is not None, evidence=evidence is not None):
         outcome = await run_step(run, planned, ROLLBACK_BODIES[planned.step])
         await _finish(run, outcome, on_step=on_step)
         if outcome.result in STOPPING_RESULTS and planned.step not in REPORTING_STEPS:
@@ -130,8 +148,11 @@ async def execute_restore(
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
         return run.outcomes
-    steps = [Planned(Step.CHECK), Planned(Step.SCALE_RESTORE)]
-    steps += [Planned(Step.TRAFFIC_RESTORE, p.ref) for p in point.traffic]
+    if point.aborted is not None:  # an aborted Argo Rollout: retry is the whole undo
+        steps = [Planned(Step.RETRY)]
+    else:
+        steps = [Planned(Step.CHECK), Planned(Step.SCALE_RESTORE)]
+        steps += [Planned(Step.TRAFFIC_RESTORE, p.ref) for p in point.traffic]
     for planned in steps:
         outcome = await run_step(run, planned, RESTORE_BODIES[planned.step])
         await _finish(run, outcome, on_step=on_step)
@@ -143,6 +164,19 @@ async def execute_restore(
 async def _finish(run: Run, outcome: StepOutcome, *, on_step: OnStep) -> None:
     run.outcomes.append(outcome)
     await on_step(outcome)
+
+
+def _delegated(target: TargetRef, *, dry_run: bool) -> StepOutcome:
+    """A canary another controller owns: the decision is the action (its rollback gate now answers "roll back")."""
+    return StepOutcome(
+        step=Step.DELEGATE,
+        result=StepResult.DRY_RUN if dry_run else StepResult.DONE,
+        before={},
+        after={"to": target.delegate},
+        attempts=1,
+        duration_s=0.0,
+        message=f"handed to {target.delegate}: it rolls the canary back when its rollback webhook asks the gate",
+    )
 
 
 def _namespace_refusal(target: TargetRef, safety: SafetyRules) -> StepOutcome:
@@ -178,7 +212,7 @@ async def run_step(run: Run, planned: Planned, body: StepBody) -> StepOutcome:
                 return _failed(planned, exc, memo=memo, attempts=attempt, started=started)
             await run.sleep(run.retry.delay(attempt, random=run.random()))
             continue
-        leftover = run.leftover.pop(planned.id, None)
+        leftover, note = run.leftover.pop(planned.id, None), run.notes.pop(planned.id, "")
         return StepOutcome(
             step=planned.step,
             ref=planned.ref,
@@ -188,7 +222,7 @@ async def run_step(run: Run, planned: Planned, body: StepBody) -> StepOutcome:
             attempts=attempt,
             duration_s=time.monotonic() - started,
             reason=FailureReason.INCOMPLETE if leftover else None,
-            message=f"manual action required: {leftover}" if leftover else "",
+            message=f"manual action required: {leftover}" if leftover else note,
         )
 
 
@@ -225,8 +259,10 @@ def _failed(planned: Planned, exc: ClusterError, *, memo: Memo, attempts: int, s
 
 
 __all__ = [
+    "ARGO_ROLLOUTS",
     "CHANGING_STEPS",
     "REPORTING_STEPS",
+    "EvidenceOptions",
     "Intent",
     "Planned",
     "RejectionMark",

@@ -21,6 +21,7 @@ from responder.core.model import FailureReason, Step, StepResult, TargetRef, iso
 from responder.engine.durable import Durable
 from responder.engine.executor import (
     REPORTING_STEPS,
+    EvidenceOptions,
     Planned,
     RejectionMark,
     RetryPolicy,
@@ -28,6 +29,7 @@ from responder.engine.executor import (
     StepOutcome,
     changed_anything,
     execute_rollback,
+    plan_steps,
 )
 from responder.engine.leadership import NotLeading
 from responder.engine.recorder import Recorder, Started
@@ -57,6 +59,7 @@ class Job:
     resumed: RollbackRecord | None = None  # taken up from the store: re-validated before anything is sent
     abandoned: str | None = None  # why a resumed rollback was closed instead of resumed
     rejected_at: str | None = None  # GitOps: when the canary was rejected, taken once (annotation and webhook)
+    ignore_stable: bool = False  # a human asked to act although the stable Deployment has no ready replica
 
     @property
     def started(self) -> Started:
@@ -70,6 +73,11 @@ class LaneOptions:
     dry_run: bool = False
     annotate: bool = False
     resume_within: timedelta = timedelta(minutes=10)  # a half-done rollback older than this is not resumed
+    evidence: EvidenceOptions | None = None  # capture the canary pods' evidence before the scale-down
+
+    def plan(self, target: TargetRef) -> list[Planned]:
+        """The steps a rollback of ``target`` runs with these options."""
+        return plan_steps(target, annotate=self.annotate, evidence=self.evidence is not None)
 
 
 Finished = Callable[[Job, str, bool, list[StepOutcome]], Awaitable[None]]
@@ -112,6 +120,10 @@ class Lanes:
 
     def dispatch(self, job: Job) -> None:
         self.enqueue(job.target.key, lambda: self._execute(job))
+
+    async def run(self, job: Job) -> None:
+        """Run ``job`` now (the caller is already in the target's lane)."""
+        await self._execute(job)
 
     def enqueue(self, key: str, work: Work) -> None:
         """Run ``work`` in the target's lane, after whatever the lane already holds (rollbacks, restores)."""
@@ -194,6 +206,8 @@ class Lanes:
                 on_intent=on_intent,
                 prior=prior,
                 guard=self.durable.authority.check,
+                ignore_stable=job.ignore_stable,
+                evidence=options.evidence,
             )
             status, changed = final_status(outcomes), changed_anything(outcomes) or options.dry_run
         except NotLeading as exc:
@@ -254,10 +268,10 @@ class Lanes:
         def record(tx: Any) -> None:
             self.recorder.step(tx, job.incident, target, outcome)
 
-        if outcome.step is Step.CHECK and outcome.result is StepResult.DONE:
-            # A passed check changed nothing and the intent is already durable: queue its record (the store
-            # keeps submission order, so it still precedes the traffic step's) instead of putting a commit
-            # between the webhook and canary traffic going off.
+        if outcome.step is Step.EVIDENCE or (outcome.step is Step.CHECK and outcome.result is StepResult.DONE):
+            # A passed check (or the evidence) changed nothing and the intent is already durable: queue its record
+            # (the store keeps submission order, so it still precedes the next step's) instead of putting a commit
+            # between the webhook and canary traffic going off (or the scale-down).
             self.durable.queue(record)
             return
         await self.durable.write(record)
@@ -272,12 +286,16 @@ def _annotated_at(record: RollbackRecord | None) -> str | None:
 
 def final_status(outcomes: list[StepOutcome]) -> str:
     results = {o.result for o in outcomes if o.step not in REPORTING_STEPS}
+    if any(o.reason is FailureReason.STABLE_UNAVAILABLE for o in outcomes):
+        return "held"  # nothing changed: stable cannot take the traffic; retried while the alerts fire
     if StepResult.REFUSED in results:
         return "refused"
     if StepResult.FAILED in results:
         return "failed"
     if StepResult.DRY_RUN in results:
         return "dry_run"
+    if any(o.step is Step.DELEGATE and o.result is StepResult.DONE for o in outcomes):
+        return "delegated"  # Flagger rolls it back when its rollback webhook asks the gate
     if any(o.reason is FailureReason.INCOMPLETE for o in outcomes):
         return "partial"  # everything that could be done is: some canary traffic could not be turned off
     return "done"

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 from responder.core.decide import Decision
 from responder.core.model import AlertEvent, FailureReason, Step, StepResult, TargetRef, TrafficRef, iso
 from responder.engine.executor import (
+    ARGO_ROLLOUTS,
     Planned,
     RestorePoint,
     StepOutcome,
     TrafficPoint,
     execute_restore,
-    plan_steps,
 )
-from responder.engine.lanes import final_status
+from responder.engine.lanes import Job, final_status
 from responder.engine.recorder import step_data
 from responder.store import RollbackRecord, StoreUnavailable
 
@@ -110,7 +110,7 @@ class Operations:
         return stored, decisions
 
     def plan(self, target: TargetRef) -> list[str]:
-        return [s.id for s in plan_steps(target, annotate=self.engine.options.annotate)]
+        return [s.id for s in self.engine.lanes.options.plan(target)]
 
     # -- restore --
 
@@ -121,6 +121,15 @@ class Operations:
         changed since (beyond being half restored already)."""
         key = TargetRef(namespace, deployment, cluster=cluster).key
         records = await self.engine.store.rollbacks_since_restore(key)
+        if records and records[0].target.delegate and records[0].target.delegate != ARGO_ROLLOUTS:
+            if dry_run:
+                message = (
+                    f"would withdraw the {records[0].target.delegate} rollback decision for {key} (no cluster change)"
+                )
+                return RestoreResult(
+                    status="dry_run", incident=records[0].incident, outcomes=[], reason=None, message=message
+                )
+            return await self._withdraw(records[0], [r.incident for r in records], actor=actor)
         point = restore_point(records)
         if not records or point is None:
             message = f"no completed rollback of {key} to restore"
@@ -138,6 +147,53 @@ class Operations:
 
         self.engine.lanes.enqueue(record.key, work)
         return await done
+
+    async def despite_stable(
+        self, namespace: str, deployment: str, *, actor: str, cluster: str = ""
+    ) -> RollbackRecord | None:
+        """A human overrides the stable-health guard: run the target's HELD rollback again, acting although the
+        stable Deployment has no ready replica. The record after it ran; None when no rollback of it is held."""
+        engine = self.engine
+        key = TargetRef(namespace, deployment, cluster=cluster).key
+        held = next((r for r in await engine.store.rollbacks_since_restore(key) if r.status == "held"), None)
+        if held is None:
+            return None
+        data = {"incident": held.incident, "override": "despite_stable"}
+        await engine.durable.write(lambda tx: tx.append_audit("rollback.override", data, target=key, actor=actor))
+        job = Job(held.incident, held.target, held.received_at, attempt=held.attempts + 1, ignore_stable=True)
+        job.durable.set()  # its intent is on record already
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def work() -> None:
+            try:
+                await engine.lanes.run(job)
+            finally:
+                done.set_result(None)
+
+        engine.lanes.enqueue(key, work)
+        await done
+        [record] = await engine.store.rollbacks(incident=held.incident)
+        return record
+
+    async def _withdraw(self, record: RollbackRecord, incidents: list[str], *, actor: str) -> RestoreResult:
+        """Restore of a canary another controller rolled back: the gate stops answering "roll back" (the
+        controller's own objects are its business; nothing is changed in the cluster)."""
+        engine = self.engine
+        item = engine.next_input("live", engine.clock(), {"target": record.target.as_dict()})
+        engine.core.mark_live(record.target)
+        await engine.durable.write(
+            lambda tx: engine.recorder.restored(
+                tx,
+                incident=record.incident,
+                incidents=incidents,
+                target=record.key,
+                status="restored",
+                actor=actor,
+                item=item,
+            )
+        )
+        message = f"the {record.target.delegate} rollback gate no longer answers roll back for {record.key}"
+        return RestoreResult(status="restored", incident=record.incident, outcomes=[], reason=None, message=message)
 
     async def _restore(
         self, record: RollbackRecord, point: RestorePoint, incidents: list[str], *, actor: str, dry_run: bool
@@ -200,6 +256,8 @@ def restore_point(records: Sequence[RollbackRecord]) -> RestorePoint | None:
     changed it (the latest state someone chose), never from one that only found the rolled-back state. The newest
     gives the state as it is now (``after`` values, images)."""
     settled = [r for r in records if r.status in ("done", "partial", "failed")]
+    if records and records[0].target.delegate == ARGO_ROLLOUTS:
+        return _abort_point(settled)
     scale_id = Planned(Step.SCALE_ZERO).id
     if not settled or not any(_result(r, scale_id) in ("done", "noop") for r in settled):
         return None
@@ -217,6 +275,16 @@ def restore_point(records: Sequence[RollbackRecord]) -> RestorePoint | None:
         images=tuple((check.get("before") or {}).get("images", [])),
         traffic=tuple(traffic),
     )
+
+
+def _abort_point(settled: Sequence[RollbackRecord]) -> RestorePoint | None:
+    """An aborted Argo Rollout: undone by a retry, only where the responder's own abort landed (an abort found
+    in place was someone else's, not the responder's to undo)."""
+    abort_id = Planned(Step.ABORT).id
+    mine = next((r.steps[abort_id] for r in settled if _result(r, abort_id) == "done"), None)
+    if mine is None:
+        return None
+    return RestorePoint(replicas=0, images=(), aborted=dict(mine.get("before") or {}))
 
 
 def _traffic_refs(records: Sequence[RollbackRecord]) -> list[TrafficRef]:

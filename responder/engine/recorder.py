@@ -9,15 +9,18 @@ loudly on stderr, not only audited on stdout.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from responder.core.decide import Decision
-from responder.core.model import AlertEvent, Outcome, TargetRef, iso
-from responder.engine.executor import Planned, StepOutcome, plan_steps
+from responder.core.model import AlertEvent, FailureReason, Outcome, Step, StepResult, TargetRef, iso
+from responder.engine.executor import Planned, StepOutcome
 from responder.ports import Notice, NoticeHook
 from responder.store import CoreInput, RollbackRecord, Tx
 
@@ -60,10 +63,12 @@ class DecidedBatch:
 
 
 class Recorder:
-    def __init__(self, *, notice_hook: NoticeHook | None, dry_run: bool, annotate: bool) -> None:
+    def __init__(
+        self, *, notice_hook: NoticeHook | None, dry_run: bool, plan: Callable[[TargetRef], list[Planned]]
+    ) -> None:
         self.notice_hook = notice_hook
         self.dry_run = dry_run
-        self.annotate = annotate
+        self.plan = plan  # the steps a rollback of a target runs (for the intent's audit entry)
 
     def notice(self, tx: Tx, notice: Notice) -> None:
         if self.notice_hook is not None:
@@ -113,7 +118,7 @@ class Recorder:
         )
 
     def _audit_intent(self, tx: Tx, started: Started, decision: Decision) -> None:
-        plan = plan_steps(started.target, annotate=self.annotate)
+        plan = self.plan(started.target)
         data = {
             "incident": started.incident,
             "plan": [s.id for s in plan],
@@ -163,7 +168,7 @@ class Recorder:
     def step(self, tx: Tx, incident: str, target: str, outcome: StepOutcome) -> None:
         data = step_data(incident, outcome)
         tx.update_rollback(incident, step=(outcome.id, data))
-        tx.append_audit("action", data, target=target)
+        tx.append_audit("action", audited(data), target=target)
 
     def result(
         self,
@@ -203,6 +208,12 @@ class Recorder:
 
     def restore_action(self, tx: Tx, incident: str, target: str, actor: str, data: dict[str, Any]) -> None:
         tx.append_audit("restore.action", {"incident": incident, **data}, target=target, actor=actor)
+        if data.get("result") not in ("intent", StepResult.DRY_RUN.value):
+            # Beside the rollback's own steps, kept as they were (its "check" becomes "restore_check"): what the
+            # restore undid, and who asked.
+            name = str(data["step"])
+            name = name if "restore" in name.split(":", 1)[0] else f"restore_{name}"
+            tx.update_rollback(incident, step=(name, {**data, "step": name, "actor": actor}))
 
     def restored(
         self,
@@ -271,6 +282,18 @@ def decision_data(decision: Decision) -> dict[str, Any]:
     return data
 
 
+def audited(data: dict[str, Any]) -> dict[str, Any]:
+    """A step's audit entry. The evidence step's ``after`` (log tails: up to megabytes, and not the audit log's
+    business) is replaced by what it holds and its SHA-256 over the canonical JSON: the chain still vouches for
+    the evidence stored with the rollback, and stdout gets one short line."""
+    if data.get("step") != Step.EVIDENCE.value:
+        return data
+    after = data.get("after") or {}
+    digest = hashlib.sha256(orjson.dumps(after, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    pods = [str(p.get("name")) for p in after.get("pods") or [] if isinstance(p, dict)]
+    return {**data, "after": {"pods": pods, "missing": len(after.get("missing") or []), "sha256": digest}}
+
+
 def step_data(incident: str, outcome: StepOutcome) -> dict[str, Any]:
     return {
         "incident": incident,
@@ -283,3 +306,20 @@ def step_data(incident: str, outcome: StepOutcome) -> dict[str, Any]:
         "reason": outcome.reason.value if outcome.reason else None,
         "message": outcome.message,
     }
+
+
+def log_result(started: Started, status: str, outcomes: list[StepOutcome], *, retrying: bool) -> None:
+    """Log a rollback's end the way on-call needs it: ERROR for anything left to a human."""
+    where = f"rollback {started.incident} of {started.target.key}"
+    if status == "failed":
+        stopped = next((o for o in outcomes if o.result is StepResult.FAILED), None)
+        detail = f" at {stopped.id}: {stopped.message}" if stopped else ""
+        then = "retried while its alerts fire" if retrying else "manual action required"
+        log.error("%s FAILED%s; %s", where, detail, then)
+    elif status == "refused":
+        log.warning("%s refused by the live safety check", where)
+    elif status == "held":
+        log.error("%s HELD: the stable Deployment has no ready replica; canary traffic left on, retried", where)
+    elif status == "partial":
+        left = "; ".join(o.message for o in outcomes if o.reason is FailureReason.INCOMPLETE)
+        log.error("%s PARTIAL: %s", where, left)

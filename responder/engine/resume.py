@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from responder.core.model import StepResult, TargetRef, TrafficRef, parse_iso
+from responder.engine.rollouts import ROLLOUTS, rollout_facts
 from responder.ports import ClusterPort
 from responder.store import RollbackRecord
 from responder.traffic import switch_for
@@ -54,7 +55,20 @@ async def stale_reason(
         problem = await _traffic_holds(cluster, target, ref, record.steps.get(f"traffic_off:{ref.key}"))
         if problem:
             return problem
+    if record.steps.get("abort"):
+        return await _abort_holds(cluster, target, record.steps["abort"])
     return await _scale_holds(cluster, target, record.steps.get("scale_zero"))
+
+
+async def _abort_holds(cluster: ClusterPort, target: TargetRef, step: Mapping[str, Any]) -> str | None:
+    """An Argo Rollout the rollback was aborting: still the revision it read, and not taken up again since."""
+    facts = rollout_facts((await cluster.get_object(ROLLOUTS, target.namespace, target.deployment)).body)
+    before = step.get("before") or {}
+    if (facts["pod_hash"], facts["revision"]) != (before.get("pod_hash"), before.get("revision")):
+        return f"rollout {target.key} is at revision {facts['revision']} now, not {before.get('revision')}"
+    if step.get("result") in _FINISHED and not facts["aborted"]:
+        return f"rollout {target.key} was taken up again (retried) since the rollback aborted it"
+    return None
 
 
 async def _traffic_holds(

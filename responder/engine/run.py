@@ -17,8 +17,11 @@ Body = tuple[StepResult, dict[str, Any], dict[str, Any]]  # result, before, afte
 Intent = Callable[["Planned", dict[str, Any], dict[str, Any]], Awaitable[None]]  # (step, before, planned)
 OnStep = Callable[["StepOutcome"], Awaitable[None]]
 
-CHANGING_STEPS = frozenset({Step.TRAFFIC_OFF, Step.SCALE_ZERO, Step.SCALE_RESTORE, Step.TRAFFIC_RESTORE})
-REPORTING_STEPS = frozenset({Step.ANNOTATE, Step.EVENT})  # their failure neither stops nor fails a rollback
+CHANGING_STEPS = frozenset(
+    {Step.TRAFFIC_OFF, Step.SCALE_ZERO, Step.SCALE_RESTORE, Step.TRAFFIC_RESTORE, Step.ABORT, Step.RETRY}
+)
+# Their failure neither stops nor fails a rollback.
+REPORTING_STEPS = frozenset({Step.EVIDENCE, Step.ANNOTATE, Step.EVENT})
 STOPPING_RESULTS = frozenset({StepResult.REFUSED, StepResult.FAILED})
 
 
@@ -56,6 +59,20 @@ class SafetyRules:
         if target.namespace not in allowed:
             return FailureReason.NAMESPACE_NOT_ALLOWED, f"namespace {target.namespace!r} is not in the allowlist{where}"
         return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvidenceOptions:
+    """Evidence capture between traffic off and the scale-down (:mod:`responder.engine.evidence`): per canary pod
+    its status, the last ``log_lines`` lines of each container's log (and of the instance before its last restart)
+    at most ``log_bytes`` each, and its recent Events, all within ``budget_s`` seconds."""
+
+    log_lines: int = 200
+    log_bytes: int = 65_536
+    budget_s: float = 2.0
+    max_pods: int = 10  # pods beyond these are named as missing evidence
+    max_events: int = 20  # per pod, the most recent
+    concurrency: int = 8  # API requests in flight at once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +119,7 @@ class RestorePoint:
     replicas: int
     images: tuple[str, ...]
     traffic: tuple[TrafficPoint, ...] = ()
+    aborted: Mapping[str, Any] | None = None  # Argo Rollouts: the Rollout as the abort found it (retry checks it)
 
 
 class Refusal(Exception):
@@ -154,6 +172,9 @@ class Run:
     planned: Planned | None = None  # the running step
     guard: Callable[[str], None] | None = None  # raises when this replica may not act now (HA: not certain to lead)
     leftover: dict[str, str] = field(default_factory=dict)  # by step id: what a step could not do (PARTIAL)
+    ignore_stable: bool = False  # act even though the stable Deployment has no ready replica (a human said so)
+    evidence: EvidenceOptions | None = None  # capture evidence before the scale-down (None: off)
+    notes: dict[str, str] = field(default_factory=dict)  # by step id: the message a step that did not fail leaves
 
     def switch(self, ref: TrafficRef) -> TrafficSwitch:
         return switch_for(ref, namespace=self.target.namespace)

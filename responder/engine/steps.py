@@ -10,6 +10,8 @@ import asyncio
 from typing import Any
 
 from responder.core.model import DeploymentView, FailureReason, Step, StepResult, TrafficRef
+from responder.engine.evidence import capture
+from responder.engine.rollouts import abort, retry
 from responder.engine.run import Body, Memo, Planned, Refusal, Run, StepBody, TrafficPoint
 from responder.ports import ClusterError
 from responder.traffic import SwitchProblem, TrafficSwitch, merged
@@ -86,12 +88,15 @@ def deployment_facts(deployment: DeploymentView) -> dict[str, Any]:
 
 
 async def check(run: Run, memo: Memo, planned: Planned) -> Body:
-    """The marker, and every traffic object able to be turned off, read at once (reads only, harmless even if
-    the check then refuses). The reads serve the traffic steps' first attempts, which saves each a round trip."""
+    """The marker, every traffic object able to be turned off, and the stable Deployment able to take the canary's
+    traffic, read at once (reads only, harmless even if the check then refuses). The reads serve the traffic steps'
+    first attempts, which saves each a round trip."""
     refs = run.target.traffic
     reads = [run.cluster.get_object(run.switch(r).api, run.target.namespace, r.name) for r in refs]
-    deployment, views = await asyncio.gather(read_canary(run), asyncio.gather(*reads))
+    deployment, views, stable = await asyncio.gather(read_canary(run), asyncio.gather(*reads), read_stable(run))
     facts = deployment_facts(deployment)
+    if stable is not None:
+        facts["stable"] = stable
     traffic: dict[str, Any] = {}
     for ref, view in zip(refs, views, strict=True):
         switch = run.switch(ref)
@@ -103,7 +108,28 @@ async def check(run: Run, memo: Memo, planned: Planned) -> Body:
         traffic[ref.key] = switch.facts(view.body)  # the routing at decision time, for the report
     if traffic:
         facts["traffic"] = traffic
+    if stable is not None and stable["ready"] == 0 and not run.ignore_stable:
+        what = "does not exist" if stable.get("missing") else f"has no ready replica (0/{stable['desired']})"
+        message = (
+            f"stable deployment {stable['name']} {what}: turning canary traffic off would send it nowhere, so it stays"
+            " on (HELD; retried while the alerts fire, or act anyway: canary-responder rollback --despite-stable)"
+        )
+        raise Refusal(FailureReason.STABLE_UNAVAILABLE, message, before=facts)
     return StepResult.DONE, facts, {}
+
+
+async def read_stable(run: Run) -> dict[str, Any] | None:
+    """The stable Deployment's health: ready and desired replicas (None: the target names no stable)."""
+    name = run.target.stable
+    if not name:
+        return None
+    try:
+        stable = await run.cluster.get_deployment(run.target.namespace, name)
+    except ClusterError as exc:
+        if exc.reason is not FailureReason.NOT_FOUND:
+            raise
+        return {"name": name, "ready": 0, "desired": 0, "missing": True}
+    return {"name": name, "ready": stable.ready_replicas, "desired": stable.replicas}
 
 
 async def traffic_off(run: Run, memo: Memo, planned: Planned) -> Body:
@@ -174,14 +200,33 @@ async def event(run: Run, memo: Memo, planned: Planned) -> Body:
     mutating = [o for o in run.outcomes if o.step in _MUTATING]
     if mutating and all(o.result is StepResult.NOOP for o in mutating):
         return StepResult.NOOP, {}, {}  # nothing changed in this run: nothing to announce
-    message = _event_message(run)
+    stable = await _stable_after(run)
+    message = _event_message(run) + (f"; {_stable_words(stable)}" if stable else "")
     wanted: dict[str, Any] = {"reason": EVENT_REASON, "message": message}
+    if stable is not None:
+        wanted["stable"] = stable  # the guide's "verified stable version health", recorded with the incident
     if run.dry_run:
         return StepResult.DRY_RUN, {}, wanted
     deployment = run.deployment or await run.cluster.get_deployment(run.target.namespace, run.target.deployment)
     run.check_guard()
     await run.cluster.emit_event(deployment, reason=EVENT_REASON, message=message, warning=True)
     return StepResult.DONE, {}, wanted
+
+
+async def _stable_after(run: Run) -> dict[str, Any] | None:
+    """Stable's health after the rollback (its failure to read is said, never fails the event)."""
+    try:
+        return await read_stable(run)
+    except ClusterError as exc:
+        return {"name": run.target.stable, "unknown": exc.message}
+
+
+def _stable_words(stable: dict[str, Any]) -> str:
+    if "unknown" in stable:
+        return f"stable {stable['name']}: health unknown ({stable['unknown']})"
+    healthy = stable["ready"] >= stable["desired"] > 0
+    verdict = "verified healthy" if healthy else "NOT healthy"
+    return f"stable {stable['name']} {verdict}: {stable['ready']}/{stable['desired']} ready"
 
 
 def _event_message(run: Run) -> str:
@@ -287,13 +332,16 @@ async def traffic_restore(run: Run, memo: Memo, planned: Planned) -> Body:
 ROLLBACK_BODIES: dict[Step, StepBody] = {
     Step.CHECK: check,
     Step.TRAFFIC_OFF: traffic_off,
+    Step.EVIDENCE: capture,
     Step.SCALE_ZERO: scale_zero,
     Step.ANNOTATE: annotate,
     Step.EVENT: event,
+    Step.ABORT: abort,
 }
 RESTORE_BODIES: dict[Step, StepBody] = {
     Step.CHECK: restore_check,
     Step.SCALE_RESTORE: scale_restore,
     Step.TRAFFIC_RESTORE: traffic_restore,
+    Step.RETRY: retry,
 }
 __all__ = ["RESTORE_BODIES", "ROLLBACK_BODIES", "TrafficPoint"]

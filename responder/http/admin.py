@@ -292,6 +292,34 @@ async def restore(request: web.Request) -> web.Response:
     return json_response(payload, status_code)
 
 
+class OverrideBody(_Body):
+    despite_stable: bool  # must be true: says what the caller overrides
+    actor: Actor = "admin"
+    cluster: Annotated[str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
+
+
+@guarded(Role.ADMIN)
+async def rollback_despite_stable(request: web.Request) -> web.Response:
+    """Run a rollback HELD because the stable Deployment had no ready replica, acting anyway (a human's call)."""
+    namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
+    if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
+        raise Rejection(400, "invalid_name", "namespace and deployment must be Kubernetes object names")
+    body: OverrideBody = await _body(request, OverrideBody)
+    if not body.despite_stable:
+        raise Rejection(422, "schema", 'say what you override: {"despite_stable": true}')
+    _check_restore_scope(request.app[SETTINGS], body.cluster, namespace)
+    operations = request.app[RUNTIME].require().engine.operations
+    record = await operations.despite_stable(namespace, deployment, actor=f"admin:{body.actor}", cluster=body.cluster)
+    key = TargetRef(namespace, deployment, cluster=body.cluster).key
+    if record is None:
+        raise Rejection(404, "nothing_held", f"no rollback of {key} is held for an unavailable stable Deployment")
+    steps = [
+        {"step": name, "result": step.get("result"), "message": step.get("message")}
+        for name, step in record.steps.items()
+    ]
+    return json_response({"target": key, "incident": record.incident, "status": record.status, "steps": steps})
+
+
 # -- audit --
 
 
@@ -366,6 +394,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/resume", resume)
     app.router.add_post("/api/v1/replay", replay)
     app.router.add_post("/api/v1/targets/{namespace}/{deployment}/restore", restore)
+    app.router.add_post("/api/v1/targets/{namespace}/{deployment}/rollback", rollback_despite_stable)
     app.router.add_get("/api/v1/audit", audit_list)
     app.router.add_get("/api/v1/audit/verify", audit_verify)
     app.router.add_get("/api/v1/audit/{seq}", audit_entry)

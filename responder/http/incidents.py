@@ -2,7 +2,9 @@
 
 JSON by default; Markdown (the post-rollback template) with ``Accept: text/markdown`` or a ``.md`` suffix.
 Readable with the admin token or the optional read token (Bearer): no or unknown credentials are 401, the
-webhook token 403, in the usual JSON error shape. The handlers only read the database (through
+webhook token 403, in the usual JSON error shape. With ``incident_pages`` configured the list also hands its
+readers signed links to the HTML pages (:mod:`responder.http.pages`): each incident's ``page_url`` and the list's
+``list_page_url``, which is how a token holder opens the list in a browser. The handlers only read the database (through
 :class:`responder.notify.outbox.IncidentReader`); metrics not captured when the Slack message went out are queried
 from Prometheus at the incident's time, best effort.
 """
@@ -15,7 +17,7 @@ from aiohttp import web
 
 from responder.http.admin import require
 from responder.http.server import Rejection, Role, error_response, json_response
-from responder.notify.incident import Incident, Links, audit_link, headline
+from responder.notify.incident import Incident, Links, api_link, headline, list_page_link, page_link
 from responder.notify.incidents import IncidentReader
 from responder.notify.report import report, report_markdown
 
@@ -74,7 +76,10 @@ async def list_incidents(request: web.Request) -> web.Response:
     incidents = await runtime.require().recent(limit=limit)
     if _wants_markdown(request):
         return _markdown(_list_markdown(incidents, runtime.links))
-    return json_response({"incidents": [_summary(i, runtime.links) for i in incidents]})
+    body: dict[str, object] = {"incidents": [_summary(i, runtime.links) for i in incidents]}
+    if runtime.links.pages is not None:
+        body["list_page_url"] = list_page_link(runtime.links)
+    return json_response(body)
 
 
 async def get_incident(request: web.Request) -> web.Response:
@@ -104,12 +109,13 @@ def _summary(incident: Incident, links: Links) -> dict[str, object]:
         "target": incident.target,
         "date": incident.created_at,
         "headline": headline(incident),
-        "url": audit_link(incident.id, links),
+        "url": api_link(incident.id, links),
+        **({"page_url": page_link(incident.id, links)} if links.pages is not None else {}),
     }
 
 
 def _list_markdown(incidents: list[Incident], links: Links) -> str:
     rows = ["# Incidents", "", "| date | incident | status | target |", "|---|---|---|---|"]
     for i in incidents:
-        rows.append(f"| {i.created_at} | [{i.id}]({audit_link(i.id, links)}.md) | {i.status} | {i.target or '-'} |")
+        rows.append(f"| {i.created_at} | [{i.id}]({api_link(i.id, links)}.md) | {i.status} | {i.target or '-'} |")
     return "\n".join(rows) + "\n"

@@ -9,7 +9,6 @@ else), and schemathesis drives the live application with it, checking status cod
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -18,7 +17,21 @@ from pydantic.json_schema import models_json_schema
 
 from responder import __version__
 from responder.core.webhook import WebhookNotification
-from responder.http.admin import PauseBody, ReplayBody, RestoreBody
+from responder.http.admin import OverrideBody, PauseBody, ReplayBody, RestoreBody
+from responder.http.gates import FlaggerCall
+from responder.http.openapi_parts import (
+    INVALID_BODY,
+    JSON,
+    MALFORMED,
+    UNAVAILABLE,
+    body,
+    error,
+    json_of,
+    operation,
+    path_param,
+    query,
+    ref,
+)
 from responder.http.openapi_schemas import (
     ADMIN_AUTH,
     NO_AUTH,
@@ -28,81 +41,9 @@ from responder.http.openapi_schemas import (
     WEBHOOK_AUTH,
     Schema,
 )
+from responder.http.openapi_targets import target_paths
 
 PATH = "/api/v1/openapi.json"
-JSON = "application/json"
-
-
-# -- building blocks --
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
-
-
-def _error(description: str, *, headers: Schema | None = None) -> Schema:
-    response = _json(_ref("Error"), description)
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
-_CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-UNAUTHORIZED = _error("No or unknown credentials (`unauthorized`).", headers=_CHALLENGE)
-FORBIDDEN = _error("Known credentials without the right role (`forbidden`).")
-UNAVAILABLE = _error(
-    "Not ready: starting up, the database cannot be written, the engine is saturated, or (several replicas) no "
-    "replica leads right now for an operator request that acts (`no_leader`, `not_leader`: forwarded to the leader "
-    "otherwise). `Retry-After` is set for the webhook and the operator API.",
-    headers=_RETRY_AFTER,
-)
-MALFORMED = _error("The body is not valid JSON (`malformed_json`).")
-TOO_SLOW = _error("The body did not arrive within `listen.body_timeout` (`body_timeout`); the connection is closed.")
-INTERNAL = _error(
-    "An unexpected error (`internal`; the message carries no detail): logged with its traceback and counted in "
-    "`canary_responder_http_internal_errors_total{route}`."
-)
-INVALID_BODY = _error("The body does not match its schema (`schema`, with `errors: [{path, message}]`).")
-
-
-def _operation(
-    summary: str,
-    *,
-    operation_id: str,
-    tag: str,
-    security: list[dict[str, list[str]]],
-    responses: dict[str, Schema],
-    description: str = "",
-    **extra: Any,
-) -> Schema:
-    operation: Schema = {"summary": summary, "operationId": operation_id, "tags": [tag], "security": security}
-    if description:
-        operation["description"] = description
-    operation.update(extra)
-    if "requestBody" in extra:  # every route that reads a body: the size limit and the body timeout
-        responses = {"408": TOO_SLOW, "413": _error("The body exceeds `listen.body_limit_bytes`."), **responses}
-    if security:
-        responses = {"401": UNAUTHORIZED, "403": FORBIDDEN, **responses}
-    responses = {"500": INTERNAL, **responses}  # any route (web.internal_errors)
-    operation["responses"] = dict(sorted(responses.items()))
-    return operation
-
-
-def _body(schema: Schema, *, required: bool = True) -> Schema:
-    return {"required": required, "content": {JSON: {"schema": schema}}}
-
-
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
-def _path_param(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
 
 
 def _model_schemas(models: list[type[BaseModel]]) -> dict[str, Schema]:
@@ -116,7 +57,7 @@ def _model_schemas(models: list[type[BaseModel]]) -> dict[str, Schema]:
 
 
 def _webhook_paths() -> Schema:
-    post = _operation(
+    post = operation(
         "Receive an Alertmanager notification (webhook v4)",
         operation_id="receiveAlerts",
         tag="webhook",
@@ -125,13 +66,13 @@ def _webhook_paths() -> Schema:
         "Alertmanager retries 5xx but never 4xx. `startsAt` and `endsAt` must lie between 1970-01-01T00:00:00Z and "
         "2262-04-11T23:47:16Z (what an int64 of nanoseconds holds; `endsAt` may also be 0001-01-01T00:00:00Z, "
         "still firing) and `truncatedAlerts` between 0 and 2^63-1, else 422 naming the field.",
-        requestBody=_body(_ref("WebhookNotification")),
+        requestBody=body(ref("WebhookNotification")),
         responses={
-            "200": _json(_ref("Accepted"), "Stored durably; decisions follow asynchronously."),
+            "200": json_of(ref("Accepted"), "Stored durably; decisions follow asynchronously."),
             "400": MALFORMED,
-            "403": _error("The admin or read token: known credentials, but not the webhook's (`forbidden`)."),
-            "413": _error("The body exceeds `listen.body_limit_bytes` (`too_large`, with `limit`)."),
-            "415": _error("Content-Type is not application/json (`unsupported_media_type`)."),
+            "403": error("The admin or read token: known credentials, but not the webhook's (`forbidden`)."),
+            "413": error("The body exceeds `listen.body_limit_bytes` (`too_large`, with `limit`)."),
+            "415": error("Content-Type is not application/json (`unsupported_media_type`)."),
             "422": INVALID_BODY,
             "503": UNAVAILABLE,
         },
@@ -140,26 +81,26 @@ def _webhook_paths() -> Schema:
 
 
 def _probe_paths() -> Schema:
-    healthz = _operation(
+    healthz = operation(
         "Liveness",
         operation_id="healthz",
         tag="probes",
         security=NO_AUTH,
-        responses={"200": _json(_ref("Health"), "The process serves HTTP.")},
+        responses={"200": json_of(ref("Health"), "The process serves HTTP.")},
     )
-    readyz = _operation(
+    readyz = operation(
         "Readiness: the inbox is writable (a real write), the Kubernetes API answers, this replica leads",
         operation_id="readyz",
         tag="probes",
         security=NO_AUTH,
         responses={
-            "200": _json(_ref("Readiness"), "Ready."),
-            "503": _json(
-                {"anyOf": [_ref("Readiness"), _ref("Error")]}, "Not ready (which check fails), or starting up."
+            "200": json_of(ref("Readiness"), "Ready."),
+            "503": json_of(
+                {"anyOf": [ref("Readiness"), ref("Error")]}, "Not ready (which check fails), or starting up."
             ),
         },
     )
-    metrics = _operation(
+    metrics = operation(
         "Prometheus metrics",
         operation_id="metrics",
         tag="probes",
@@ -172,12 +113,12 @@ def _probe_paths() -> Schema:
             "503": UNAVAILABLE,
         },
     )
-    openapi = _operation(
+    openapi = operation(
         "This document",
         operation_id="openapi",
         tag="probes",
         security=NO_AUTH,
-        responses={"200": _json(_ref("OpenAPI"), "The OpenAPI 3.1 document.")},
+        responses={"200": json_of(ref("OpenAPI"), "The OpenAPI 3.1 document.")},
     )
     return {
         "/healthz": {"get": healthz},
@@ -188,24 +129,24 @@ def _probe_paths() -> Schema:
 
 
 def _control_paths() -> Schema:
-    status = _operation(
+    status = operation(
         "Version, dry-run, pause state, leadership, engine backlog and the audit chain head",
         operation_id="status",
         tag="operator",
         security=READ_AUTH,
-        responses={"200": _json(_ref("Status"), "The responder's state."), "503": UNAVAILABLE},
+        responses={"200": json_of(ref("Status"), "The responder's state."), "503": UNAVAILABLE},
     )
 
     def pausing(summary: str, operation_id: str) -> Schema:
-        return _operation(
+        return operation(
             summary,
             operation_id=operation_id,
             tag="operator",
             security=ADMIN_AUTH,
             description="Durable (survives restarts) and audited with its actor. The body is optional.",
-            requestBody=_body(_ref("PauseBody"), required=False),
+            requestBody=body(ref("PauseBody"), required=False),
             responses={
-                "200": _json(_ref("PauseState"), "The new state."),
+                "200": json_of(ref("PauseState"), "The new state."),
                 "400": MALFORMED,
                 "422": INVALID_BODY,
                 "503": UNAVAILABLE,
@@ -219,133 +160,65 @@ def _control_paths() -> Schema:
     }
 
 
-def _replay_paths() -> Schema:
-    replay = _operation(
-        "Replay a stored notification or a raw Alertmanager payload",
-        operation_id="replay",
-        tag="operator",
-        security=ADMIN_AUTH,
-        description="Give exactly one of `notification_id` and `payload` (else 422). `dry_run` (the default) "
-        "returns the decisions and the plan without executing; `force` bypasses dedupe and cooldown, never the "
-        "safety checks. Audited with its actor.",
-        requestBody=_body(_ref("ReplayBody"), required=False),
-        responses={
-            "200": _json(_ref("ReplayResult"), "The decisions (and, executed or not, the plan)."),
-            "400": MALFORMED,
-            "404": _error("No stored notification with that id (`not_found`)."),
-            "422": INVALID_BODY,
-            "503": UNAVAILABLE,
-            "504": _error("Executed: stored, but not decided in time (`timeout`)."),
-        },
-    )
-    restore = _operation(
-        "Undo the last rollback of a canary: scale back, then traffic back",
-        operation_id="restore",
-        tag="operator",
-        security=ADMIN_AUTH,
-        description="Puts back the recorded pre-rollback replica count and canary annotations; refused when the "
-        "live objects changed since (someone deployed a new canary). Audited and notified.",
-        parameters=[
-            _path_param(
-                "namespace",
-                {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                "a Kubernetes namespace (DNS label) in `safety.allowed_namespaces`",
-            ),
-            _path_param(
-                "deployment",
-                {
-                    "type": "string",
-                    "maxLength": 253,
-                    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-                },
-                "the canary Deployment (DNS subdomain)",
-            ),
-        ],
-        requestBody=_body(_ref("RestoreBody"), required=False),
-        responses={
-            "200": _json(_ref("RestoreResult"), "Restored, or what would be done (`dry_run`)."),
-            "400": _error(
-                "Malformed JSON (`malformed_json`), a path parameter that is not a Kubernetes name (`invalid_name`), "
-                "or a `cluster` the configuration does not know (`unknown_cluster`)."
-            ),
-            "403": _error(
-                "Not the admin role (`forbidden`) or the namespace is not allowed (`namespace_not_allowed`)."
-            ),
-            "404": _json(
-                {"anyOf": [_ref("RestoreResult"), _ref("Error")]},
-                "Nothing to restore (a RestoreResult with reason `nothing_to_restore`), or no such route.",
-            ),
-            "409": _json(_ref("RestoreResult"), "Refused: the live objects changed since the rollback."),
-            "422": INVALID_BODY,
-            "502": _json(_ref("RestoreResult"), "The Kubernetes API refused or failed a step: manual action."),
-            "503": UNAVAILABLE,
-        },
-    )
-    return {
-        "/api/v1/replay": {"post": replay},
-        "/api/v1/targets/{namespace}/{deployment}/restore": {"post": restore},
-    }
-
-
 def _audit_paths() -> Schema:
-    listing = _operation(
+    listing = operation(
         "Audit entries, oldest first, filtered and paginated",
         operation_id="auditList",
         tag="audit",
         security=READ_AUTH,
         parameters=[
-            _query("target", {"type": "string", "maxLength": 300}, "namespace/deployment"),
-            _query("kind", {"type": "string", "maxLength": 64}, "receipt, alert, decision, action, ..."),
-            _query("since", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
-            _query("until", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
-            _query("after", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "only entries with a greater seq"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "page size"),
+            query("target", {"type": "string", "maxLength": 300}, "namespace/deployment"),
+            query("kind", {"type": "string", "maxLength": 64}, "receipt, alert, decision, action, ..."),
+            query("since", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
+            query("until", {"type": "string", "format": "date-time"}, "RFC 3339 with an offset"),
+            query("after", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "only entries with a greater seq"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "page size"),
         ],
         responses={
-            "200": _json(_ref("AuditPage"), "A page of entries."),
-            "400": _error("Invalid or unknown query parameters (`invalid_query`, with `errors`)."),
+            "200": json_of(ref("AuditPage"), "A page of entries."),
+            "400": error("Invalid or unknown query parameters (`invalid_query`, with `errors`)."),
             "503": UNAVAILABLE,
         },
     )
-    verify = _operation(
+    verify = operation(
         "Recompute the whole audit chain",
         operation_id="auditVerify",
         tag="audit",
         security=READ_AUTH,
         parameters=[
-            _query(
+            query(
                 "expect_head",
                 {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                 "a head seen earlier (status, metrics, logs): 409 if it is no longer in the chain (truncated tail)",
             ),
-            _query(
+            query(
                 "expect_length",
                 {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                 "409 if the chain has fewer entries (with expect_head: if entry expect_length is not that head)",
             ),
         ],
         responses={
-            "200": _json(_ref("VerifyReport"), "The chain is intact (and holds the expected head)."),
-            "400": _error("Invalid or unknown query parameters (`invalid_query`, with `errors`)."),
-            "409": _json(
-                _ref("VerifyReport"),
+            "200": json_of(ref("VerifyReport"), "The chain is intact (and holds the expected head)."),
+            "400": error("Invalid or unknown query parameters (`invalid_query`, with `errors`)."),
+            "409": json_of(
+                ref("VerifyReport"),
                 "Entries were modified, deleted or reordered, or the expected head is gone (`problems`).",
             ),
             "503": UNAVAILABLE,
         },
     )
-    entry = _operation(
+    entry = operation(
         "One audit entry",
         operation_id="auditEntry",
         tag="audit",
         security=READ_AUTH,
         parameters=[
-            _path_param("seq", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, "the entry's sequence number")
+            path_param("seq", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}, "the entry's sequence number")
         ],
         responses={
-            "200": _json(_ref("AuditEntry"), "The entry."),
-            "400": _error("Not a positive integer (`invalid_seq`)."),
-            "404": _error("No such entry (`not_found`)."),
+            "200": json_of(ref("AuditEntry"), "The entry."),
+            "400": error("Not a positive integer (`invalid_seq`)."),
+            "404": error("No such entry (`not_found`)."),
             "503": UNAVAILABLE,
         },
     )
@@ -371,31 +244,31 @@ def _incident_paths() -> Schema:
         "schema": {"type": "string"},
         "description": "`text/markdown` for the Markdown report, else JSON",
     }
-    listing = _operation(
+    listing = operation(
         "Recent incidents, newest first",
         operation_id="incidentList",
         tag="incidents",
         security=READ_AUTH,
         parameters=[
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "how many"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "how many"),
             accept,
         ],
         responses={
-            "200": _markdown_or_json(_ref("IncidentList"), "The incidents."),
-            "400": _error("`limit` is not an integer from 1 to 1000 (`bad_request`)."),
+            "200": _markdown_or_json(ref("IncidentList"), "The incidents."),
+            "400": error("`limit` is not an integer from 1 to 1000 (`bad_request`)."),
             "503": UNAVAILABLE,
         },
     )
-    report = _operation(
+    report = operation(
         "One incident's report",
         operation_id="incidentReport",
         tag="incidents",
         security=READ_AUTH,
         description="A `.md` suffix on the id also selects Markdown.",
-        parameters=[_path_param("incident", {"type": "string", "minLength": 1}, "the incident id"), accept],
+        parameters=[path_param("incident", {"type": "string", "minLength": 1}, "the incident id"), accept],
         responses={
-            "200": _markdown_or_json(_ref("IncidentReport"), "The post-rollback report."),
-            "404": _error("No such incident (`not_found`)."),
+            "200": _markdown_or_json(ref("IncidentReport"), "The post-rollback report."),
+            "404": error("No such incident (`not_found`)."),
             "503": UNAVAILABLE,
         },
     )
@@ -404,12 +277,15 @@ def _incident_paths() -> Schema:
 
 def document() -> Schema:
     """The whole OpenAPI 3.1 document (a fresh copy each call)."""
-    schemas = {**_model_schemas([WebhookNotification, PauseBody, ReplayBody, RestoreBody]), **RESPONSE_SCHEMAS}
+    schemas = {
+        **_model_schemas([WebhookNotification, PauseBody, ReplayBody, RestoreBody, OverrideBody, FlaggerCall]),
+        **RESPONSE_SCHEMAS,
+    }
     paths: Schema = {
         **_webhook_paths(),
         **_probe_paths(),
         **_control_paths(),
-        **_replay_paths(),
+        **target_paths(),
         **_audit_paths(),
         **_incident_paths(),
     }

@@ -10,6 +10,7 @@ Schema = dict[str, Any]
 WEBHOOK_AUTH: list[dict[str, list[str]]] = [{"webhookBearer": []}, {"webhookBasic": []}]
 READ_AUTH: list[dict[str, list[str]]] = [{"adminBearer": []}, {"readBearer": []}]
 ADMIN_AUTH: list[dict[str, list[str]]] = [{"adminBearer": []}]
+GATE_AUTH: list[dict[str, list[str]]] = [{"gateBearer": []}]
 NO_AUTH: list[dict[str, list[str]]] = []
 
 SECURITY_SCHEMES: Schema = {
@@ -33,6 +34,12 @@ SECURITY_SCHEMES: Schema = {
         "type": "http",
         "scheme": "bearer",
         "description": "Read role: the optional read-only token; status, audit and incidents (403 on mutations).",
+    },
+    "gateBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Gate role: `auth.gate_token`, which Flagger's rollback webhook presents (as a Bearer header "
+        "or as `metadata.token` in the payload). May only ask the rollback gate (403 elsewhere).",
     },
 }
 
@@ -166,6 +173,16 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    "OverrideResult": {
+        "type": "object",
+        "required": ["target", "incident", "status", "steps"],
+        "properties": {
+            "target": {"type": "string"},
+            "incident": {"type": "string"},
+            "status": {"type": "string", "description": "the rollback's status after it ran (done, partial, ...)"},
+            "steps": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "RestoreResult": {
         "type": "object",
         "required": ["target", "incident", "status", "reason", "message", "steps"],
@@ -235,12 +252,22 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "date": {"type": "string"},
             "headline": {"type": "string"},
             "url": _NULLABLE_STRING,
+            "page_url": {
+                "type": "string",
+                "description": "With incident_pages configured: the signed link to the incident's HTML page.",
+            },
         },
     },
     "IncidentList": {
         "type": "object",
         "required": ["incidents"],
-        "properties": {"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}}},
+        "properties": {
+            "incidents": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}},
+            "list_page_url": {
+                "type": "string",
+                "description": "With incident_pages configured: a signed link to the HTML list of incidents.",
+            },
+        },
     },
     "IncidentReport": {
         "type": "object",
@@ -256,7 +283,27 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
             "target": _NULLABLE_STRING,
             "alerts": {"type": "array", "items": _ANY_OBJECT},
             "metrics": _ANY_OBJECT,
-            "actions": {"type": "array", "items": _ANY_OBJECT},
+            "actions": {
+                "type": "array",
+                "items": _ANY_OBJECT,
+                "description": "Each step: result, timing, before/after and `details` (its message, then each"
+                " changed value as `path: before → after`). The `evidence` step's `after` holds the captured pods"
+                " (docs/evidence.md).",
+            },
+            "undone": {
+                "type": "array",
+                "items": _ANY_OBJECT,
+                "description": "After a restore: its steps, in the shape of `actions`, kept beside what was done.",
+            },
+            "stable": {
+                **_ANY_OBJECT,
+                "description": "Stable's ready/desired replicas when the rollback was decided and after it.",
+            },
+            "root_cause": {
+                **_ANY_OBJECT,
+                "description": "`to_fill_in` (a placeholder for people), `evidence_shows` (what the capture"
+                " shows, e.g. '2 of 2 pods OOMKilled'), the evidence step's result and what is missing.",
+            },
             "links": _ANY_OBJECT,
             "followups": {"type": "array", "items": _ANY_OBJECT},
             "checklist": {"type": "array", "items": {"type": "string"}},

@@ -11,18 +11,28 @@ from responder.notify.destinations.teams import TeamsNotifier, TeamsSender
 from responder.notify.incident import Links
 from responder.notify.outbox import Outbox
 from responder.notify.prometheus import PrometheusMetrics
+from responder.notify.signing import PageSigner
 from responder.retry import Backoff
 from responder.store import Store
 
 
-def links_from(settings: Settings) -> Links:
+def links_from(settings: Settings, secrets: Secrets) -> Links:
     n = settings.notifications
     return Links(
         public_url=n.public_url,
         dashboard_url=n.dashboard_url,
         alertmanager_url=n.alertmanager_url,
         runbook_url=n.runbook_url,
+        pages=page_signer(settings, secrets),
     )
+
+
+def page_signer(settings: Settings, secrets: Secrets) -> PageSigner | None:
+    """The signer of incident page links, None when incident_pages is not configured."""
+    pages, key = settings.incident_pages, secrets.page_signing_key
+    if pages is None or key is None:
+        return None
+    return PageSigner(key=key.get_secret_value().encode(), ttl_s=round(pages.link_ttl.total_seconds()))
 
 
 def build_notifiers(settings: Settings, secrets: Secrets) -> dict[str, Notifier]:
@@ -51,14 +61,15 @@ def build_outbox(settings: Settings, secrets: Secrets, *, store: Store, metrics:
         metrics=metrics,
         notifiers=build_notifiers(settings, secrets),
         prometheus=PrometheusMetrics(n.prometheus_url, timeout_s=n.prometheus_timeout.total_seconds()),
-        links=links_from(settings),
+        links=links_from(settings, secrets),
         backoff=Backoff(
             attempts=n.outbox.max_attempts,
             base_delay_s=n.outbox.base_delay.total_seconds(),
             max_delay_s=n.outbox.max_delay.total_seconds(),
             jitter=0.0,
         ),
+        coalesce_s=settings.coalesce_window.total_seconds(),
     )
 
 
-__all__ = ["Links", "Notifier", "Outbox", "build_notifiers", "build_outbox", "links_from"]
+__all__ = ["Links", "Notifier", "Outbox", "PageSigner", "build_notifiers", "build_outbox", "links_from", "page_signer"]

@@ -3,7 +3,8 @@ follow-ups and the checklist, from plain data (the stored rollback, the cited al
 settings). Pure: no I/O, no clock, no asyncio; every notifier (:mod:`responder.notify.destinations.slack`,
 :mod:`responder.notify.destinations.teams`) and the incident report (:mod:`responder.notify.report`) lay this
 out in its own format. Nothing here ever sees a credential: links come from public URLs in the settings and from
-the alerts.
+the alerts; links to the incident pages are signed by :class:`responder.notify.signing.PageSigner`, which keeps its
+key to itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ from typing import Any
 from urllib.parse import quote
 
 from responder.core.decide import shifted
+from responder.notify.numbers import (
+    UNAVAILABLE as UNAVAILABLE,
+)
+from responder.notify.numbers import MetricsSnapshot as MetricsSnapshot
+from responder.notify.numbers import TrackMetrics as TrackMetrics
+from responder.notify.numbers import fmt_bytes as fmt_bytes
+from responder.notify.numbers import fmt_rate as fmt_rate
+from responder.notify.numbers import fmt_rps as fmt_rps
+from responder.notify.numbers import fmt_seconds as fmt_seconds
+from responder.notify.numbers import metric_rows as metric_rows
+from responder.notify.signing import LIST_SUBJECT, PageSigner, incident_subject
 
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 
@@ -22,58 +34,36 @@ CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 NOT_RECORDED = "not recorded"
 
 
-UNAVAILABLE = "unavailable"
-
-
-_STEP_ORDER = ("check", "traffic_off", "route_off", "scale_zero", "annotate", "event", "resume")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrackMetrics:
-    """One track's numbers at decision time; ``None`` where Prometheus had no value (NaN, no series)."""
-
-    error_rate: float | None = None  # 5xx ratio, 0..1
-    p95_s: float | None = None
-    request_rate: float | None = None  # requests per second
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MetricsSnapshot:
-    """Canary vs stable at one instant, or why there are no numbers (``unavailable``)."""
-
-    at: str
-    canary: TrackMetrics = field(default_factory=TrackMetrics)
-    stable: TrackMetrics = field(default_factory=TrackMetrics)
-    unavailable: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        def track(t: TrackMetrics) -> dict[str, float | None]:
-            return {"error_rate": t.error_rate, "p95_seconds": t.p95_s, "request_rate": t.request_rate}
-
-        if self.unavailable:
-            return {"at": self.at, "unavailable": self.unavailable}
-        return {"at": self.at, "canary": track(self.canary), "stable": track(self.stable)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MetricsSnapshot:
-        def track(t: Mapping[str, Any]) -> TrackMetrics:
-            return TrackMetrics(
-                error_rate=t.get("error_rate"), p95_s=t.get("p95_seconds"), request_rate=t.get("request_rate")
-            )
-
-        if data.get("unavailable"):
-            return cls(at=str(data.get("at", "")), unavailable=str(data["unavailable"]))
-        return cls(at=str(data["at"]), canary=track(data.get("canary", {})), stable=track(data.get("stable", {})))
+_STEP_ORDER = (
+    "check",
+    "delegate",
+    "flagger",
+    "traffic_off",
+    "route_off",
+    "abort",
+    "evidence",
+    "scale_zero",
+    "annotate",
+    "event",
+    "resume",
+    "restore_check",  # a restore's steps, recorded with the rollback they undid
+    "scale_restore",
+    "traffic_restore",
+    "restore_retry",
+)
+RESTORE_STEPS = frozenset({"restore_check", "scale_restore", "traffic_restore", "restore_retry"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Links:
-    """Where links point; all optional (a link without its base is left out)."""
+    """Where links point; all optional (a link without its base is left out). With ``pages`` (incident_pages
+    configured) the incident's link is its signed page, else the API's report."""
 
     public_url: str | None = None
     dashboard_url: str | None = None  # template: {namespace} {app} {deployment} {from_ms} {to_ms}
     alertmanager_url: str | None = None
     runbook_url: str | None = None
+    pages: PageSigner | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +99,8 @@ def headline(incident: Incident) -> str:
             "refused": f"Rollback refused: {where} is not a canary the responder may touch",
             "abandoned": f"Rollback ABANDONED: {where}, a half-done rollback no longer matched the cluster",
             "partial": f"Rollback PARTIAL: {where}, some canary traffic still flows, manual action required",
+            "held": f"Rollback HELD: {where}, stable has no ready replica, canary traffic left on",
+            "delegated": f"Rollback handed to Flagger: {where}",
             "pending": f"Rolling back {where}",
         }.get(incident.status, f"Rollback {incident.status}: {where}")
     return {
@@ -129,6 +121,9 @@ def verdict(incident: Incident) -> str:
             "notify": "notify-only alert: nothing was changed",
             "error": "quarantined: the alert was recorded but could not be decided; check it by hand",
         }.get(incident.kind, "nothing was changed")
+    aborted = incident.steps.get("abort")
+    if incident.status == "done" and isinstance(aborted, Mapping):
+        return f"{_aborted_words(aborted.get('before') or {})}; stable untouched"
     return {
         "done": "canary traffic off and canary scaled to zero; stable untouched",
         "dry_run": "dry run: the plan was checked, nothing was changed",
@@ -143,8 +138,27 @@ def verdict(incident: Incident) -> str:
         " hand: its alerts, if they still fire, start a new rollback",
         "partial": "canary scaled to zero and its traffic turned off wherever it could be; some still reaches the"
         " canary (see actions): manual action required",
+        "delegated": "Flagger rolls the canary back at its next analysis, when its rollback webhook asks the gate;"
+        " the responder changed nothing itself",
+        "held": "nothing was changed: the stable Deployment cannot take the canary's traffic (a full outage instead"
+        " of a partial one); retried while the alerts fire, or act anyway (see the commands)",
         "pending": "in progress",
     }.get(incident.status, incident.status)
+
+
+def _aborted_words(rollout: Mapping[str, Any]) -> str:
+    """What an Argo Rollouts abort stopped: "Rollout checkout aborted at revision 3 (ReplicaSet checkout-6f7d,
+    image ..., step 2/4, canary weight 20%): its controller moves traffic and pods back to stable"."""
+    facts = [f"ReplicaSet {rollout['canary_replicaset']}"] if rollout.get("canary_replicaset") else []
+    facts += [f"image {', '.join(map(str, rollout['images']))}"] if rollout.get("images") else []
+    if isinstance(rollout.get("step"), int):
+        facts.append(f"step {rollout['step'] + 1}" + (f"/{rollout['steps']}" if rollout.get("steps") else ""))
+    if rollout.get("weight") is not None:
+        facts.append(f"canary weight {rollout['weight']}%")
+    where = f" at revision {rollout['revision']}" if rollout.get("revision") else ""
+    detail = f" ({', '.join(facts)})" if facts else ""
+    name = rollout.get("rollout") or "the Rollout"
+    return f"Argo Rollout {name} aborted{where}{detail}: its controller moves traffic and pods back to stable"
 
 
 def time_range_ms(incident: Incident, *, before: timedelta = timedelta(minutes=30)) -> tuple[int, int]:
@@ -186,7 +200,28 @@ def silence_link(labels: Mapping[str, str], links: Links) -> str | None:
 
 
 def audit_link(incident_id: str, links: Links) -> str:
-    path = f"/api/v1/incidents/{quote(incident_id, safe=':')}"
+    """The incident's link in messages and reports: its signed page when pages are configured, else the API."""
+    return page_link(incident_id, links) or api_link(incident_id, links)
+
+
+def api_link(incident_id: str, links: Links) -> str:
+    return _absolute(f"/api/v1/incidents/{quote(incident_id, safe=':')}", links)
+
+
+def page_link(incident_id: str, links: Links, *, suffix: str = "") -> str | None:
+    """The signed page of one incident (``suffix``: ``/report.md``, ``/report.json``), None without pages."""
+    if links.pages is None:
+        return None
+    query = links.pages.query(incident_subject(incident_id))
+    return _absolute(f"/incidents/{quote(incident_id, safe=':')}{suffix}?{query}", links)
+
+
+def list_page_link(links: Links) -> str | None:
+    """The signed incident list, None without pages."""
+    return _absolute(f"/incidents?{links.pages.query(LIST_SUBJECT)}", links) if links.pages else None
+
+
+def _absolute(path: str, links: Links) -> str:
     return f"{links.public_url.rstrip('/')}{path}" if links.public_url else path
 
 
@@ -196,17 +231,33 @@ def runbook_link(incident: Incident, links: Links) -> str | None:
 
 
 def commands(incident: Incident) -> list[str]:
-    """The exact commands to replay the notification that caused it (dry-run first) and to undo it."""
-    lines = []
-    notification_ids = sorted({int(a["notification_id"]) for a in incident.alerts if a.get("notification_id")})
-    for nid in notification_ids[:3]:
-        lines.append(f"canary-responder replay --notification-id {nid}            # dry-run: decisions and plan")
-        lines.append(f"canary-responder replay --notification-id {nid} --execute --force  # act again anyway")
-    changed = incident.kind == "rollback" and incident.status not in ("refused", "dry_run")
-    if changed and incident.namespace and incident.deployment:  # nothing to undo after a refusal or a notice
-        where = f" --cluster {incident.cluster}" if incident.cluster else ""
-        lines.append(f"canary-responder restore {incident.namespace} {incident.deployment}{where}  # undo the rollback")
-    return lines
+    """The commands that do what the message suggests, and only those: a bare dry-run replay would answer
+    DUPLICATE for an alert already seen (so every replay carries ``--force``); a message about something that
+    changed nothing never offers ``restore`` (it would undo an unrelated earlier rollback of the target)."""
+    ids = sorted({int(a["notification_id"]) for a in incident.alerts if a.get("notification_id")})[:3]
+    check = [f"canary-responder replay --notification-id {n} --force  # dry-run: what it would decide now" for n in ids]
+    act = [f"canary-responder replay --notification-id {n} --force --execute" for n in ids]
+    if incident.kind == "held":
+        return check + [f"{line}  # acts once the rollback cap allows; HELD again until then" for line in act]
+    if incident.kind == "paused_hold":
+        resume = "canary-responder resume --reason '...'  # first: nothing acts while paused"
+        return [resume] + [f"{line}  # then act on it" for line in act] if act else [resume]
+    if incident.kind == "error":
+        return check
+    if incident.kind != "rollback":  # notify-only, refused: nothing to replay or undo
+        return []
+    return check + _rollback_commands(incident, act)
+
+
+def _rollback_commands(incident: Incident, act: list[str]) -> list[str]:
+    where = f"{incident.namespace} {incident.deployment}" + (
+        f" --cluster {incident.cluster}" if incident.cluster else ""
+    )
+    if not (incident.namespace and incident.deployment) or incident.status in ("refused", "dry_run"):
+        return []  # nothing changed: acting again would be refused or dry-run again, and there is nothing to undo
+    if incident.status == "held":  # a replay would be held again while stable is down: the override is the way
+        return [f"canary-responder rollback {where} --despite-stable  # act although stable is down"]
+    return [f"{line}  # act again anyway" for line in act] + [f"canary-responder restore {where}  # undo the rollback"]
 
 
 def link_list(incident: Incident, links: Links) -> list[tuple[str, str]]:
@@ -221,6 +272,13 @@ def link_list(incident: Incident, links: Links) -> list[tuple[str, str]]:
     return [(label, url) for label, url in found if url]
 
 
+def unthreaded(incident_id: str, data: Mapping[str, Any], line: str) -> str:
+    """A follow-up posted as a message of its own (no thread to reply in): it says which canary it is about."""
+    target = data.get("target")
+    about = f"{target} (incident {incident_id})" if isinstance(target, str) and target else f"incident {incident_id}"
+    return f"Update on {about}: {line}"
+
+
 def followup_text(kind: str, data: Mapping[str, Any]) -> str:
     """One line for a later event of an incident: resolved, failed, restored, held while paused."""
     if kind == "resolved":
@@ -233,22 +291,47 @@ def followup_text(kind: str, data: Mapping[str, Any]) -> str:
             return f"Rollback{run} failed: the canary is still live; retrying while its alerts fire."
         if status == "failed":
             return f"Rollback{run} failed: manual action required."
-        return f"Rollback{run} finished: {status}."
+        return f"Rollback{run} finished: {_FINISHED.get(status, status.replace('_', ' '))}."
     if kind == "retry":
         return f"Retrying the failed rollback (retry {data.get('attempt') or '?'}): {data.get('reason') or ''}".strip()
     if kind == "retry_stopped":
         return "No longer retrying: its alerts resolved. Check the canary by hand (the rollback never completed)."
     if kind == "held" and data.get("incident"):
         return f"Retry held: {data.get('reason') or 'a human must decide'}."
-    if kind == "restored":
-        who = data.get("actor") or data.get("by") or "an admin"
-        detail = data.get("message") or data.get("status") or ""
-        return f"Restored by {who}: the recorded pre-rollback state is back. {detail}".strip()
+    if kind == "restored" or kind.startswith("restore_"):
+        return _restore_text(kind, data)
     if kind == "paused_hold":
         return f"Held while paused: {data.get('alertname') or 'alert'}: {data.get('reason') or 'responder paused'}."
     if kind in ("failed", "action_failed"):
         return f"Action failed: manual action required. {data.get('message', '')}".strip()
-    return f"{kind}: {data.get('reason') or data.get('status') or ''}".strip()
+    what = data.get("reason") or str(data.get("status") or "").replace("_", " ")
+    return f"{kind.replace('_', ' ').capitalize()}: {what}".strip().rstrip(":") + "."
+
+
+_FINISHED = {
+    "done": "canary traffic off and canary scaled to zero",
+    "dry_run": "dry run, nothing was changed",
+    "refused": "refused by the safety check, nothing was changed",
+    "partial": "canary scaled to zero, but some canary traffic still flows: manual action required",
+    "held": "held, stable has no ready replica: canary traffic left on",
+    "abandoned": "abandoned, it no longer matched the cluster: check the canary by hand",
+    "delegated": "handed to Flagger",
+    "restored": "undone by a restore",
+}
+
+
+def _restore_text(kind: str, data: Mapping[str, Any]) -> str:
+    who = data.get("actor") or data.get("by") or "an admin"
+    detail = f" ({data['message']})" if data.get("message") else ""
+    if kind == "restored":
+        return f"Restored by {who}: the canary is back at its recorded replicas and its traffic is on again{detail}."
+    status = kind.removeprefix("restore_").replace("_", " ")
+    if status == "failed":
+        return (
+            f"Restore by {who} failed{detail}: the canary may be partly restored (its traffic stays off); run the"
+            " restore again once its pods are ready."
+        )
+    return f"Restore by {who} {status}{detail}: nothing was changed."
 
 
 def canary_images(incident: Incident) -> list[str]:
@@ -276,44 +359,33 @@ def checklist(incident: Incident) -> list[str]:
         items.append(f"Confirm canary traffic is off and {ns}/{deployment} has 0 replicas")
     if incident.status in ("failed", "held", "paused_hold") or incident.kind in ("held", "paused_hold"):
         items.append(f"Manual action required: decide whether to roll back {ns}/{deployment} by hand")
+    if incident.kind == "rollback" and incident.status in ("done", "partial"):
+        items.append("Verify stable version health: ready replicas, error rate and latency now carry all the traffic")
     items += [
-        "Find the root cause: dashboard, canary logs, the diff between the canary and stable versions",
-        "Fix it, build a new canary version and start it again at a low traffic weight",
+        "Find the root cause: the captured evidence (pod status, logs, Events), the dashboard, the diff between the"
+        " canary and stable versions; fill in the report's Root cause section",
+        "Fix the issue in a new canary version",
+        "Add test coverage that would have caught it before the canary",
+        "Re-deploy the canary, starting again at a low traffic weight",
+        "Write the post-mortem (the team's post-incident log), linking this report",
         f"False positive? Undo with `canary-responder restore {ns} {deployment}` and tune the alert rule or policy",
-        "Silence or resolve the remaining alerts; record the incident in the team's post-incident log",
+        "Silence or resolve the remaining alerts",
     ]
     return items
 
 
 def icon(incident: Incident) -> str:
     if incident.kind == "rollback":
-        return {"done": "🔴", "dry_run": "🧪", "failed": "🚨", "refused": "⛔", "abandoned": "🚨", "partial": "🚨"}.get(
-            incident.status, "🔴"
-        )
+        return {
+            "done": "🔴",
+            "dry_run": "🧪",
+            "failed": "🚨",
+            "refused": "⛔",
+            "abandoned": "🚨",
+            "partial": "🚨",
+            "held": "✋",
+        }.get(incident.status, "🔴")
     return {"held": "✋", "paused_hold": "⏸", "refused": "⛔", "notify": "🔔", "error": "🚨"}.get(incident.kind, "🔔")
-
-
-def fmt_rate(value: float | None) -> str:
-    return UNAVAILABLE if value is None else f"{value * 100:.2f}%"
-
-
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return UNAVAILABLE
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def fmt_rps(value: float | None) -> str:
-    return UNAVAILABLE if value is None else f"{value:.2f} req/s"
-
-
-def metric_rows(metrics: MetricsSnapshot) -> list[tuple[str, str, str]]:
-    c, s = metrics.canary, metrics.stable
-    return [
-        ("5xx error rate", fmt_rate(c.error_rate), fmt_rate(s.error_rate)),
-        ("P95 latency", fmt_seconds(c.p95_s), fmt_seconds(s.p95_s)),
-        ("request rate", fmt_rps(c.request_rate), fmt_rps(s.request_rate)),
-    ]
 
 
 def ordered_steps(steps: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:

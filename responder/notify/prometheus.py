@@ -20,6 +20,7 @@ from responder.notify.incident import MetricsSnapshot, TrackMetrics
 ERROR_RATIO = "namespace_app_track:http_requests_5xx:ratio_rate1m"
 P95 = "namespace_app_track:http_request_duration_seconds:p95_rate1m"
 REQUEST_RATE = "namespace_app_track:http_requests:rate1m"
+MEMORY = "namespace_app_track:container_memory_working_set_bytes:sum"
 
 
 def _selector(metric: str, namespace: str, app: str) -> str:
@@ -64,18 +65,23 @@ class PrometheusMetrics:
             return MetricsSnapshot(at=stamp, unavailable="no Prometheus URL configured")
         try:
             async with asyncio.timeout(self._timeout_s):
-                errors, p95, rate = await asyncio.gather(
-                    *(self._query(_selector(m, namespace, app), at) for m in (ERROR_RATIO, P95, REQUEST_RATE))
+                errors, p95, rate, memory = await asyncio.gather(
+                    *(self._query(_selector(m, namespace, app), at) for m in (ERROR_RATIO, P95, REQUEST_RATE, MEMORY))
                 )
         except TimeoutError:
             return MetricsSnapshot(at=stamp, unavailable="Prometheus timed out")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return MetricsSnapshot(at=stamp, unavailable=f"Prometheus query failed ({type(exc).__name__})")
-        if not (errors or p95 or rate):
+        if not (errors or p95 or rate or memory):
             return MetricsSnapshot(at=stamp, unavailable="no canary series in Prometheus")
 
         def track(name: str) -> TrackMetrics:
-            return TrackMetrics(error_rate=errors.get(name), p95_s=p95.get(name), request_rate=rate.get(name))
+            return TrackMetrics(
+                error_rate=errors.get(name),
+                p95_s=p95.get(name),
+                request_rate=rate.get(name),
+                memory_bytes=memory.get(name),
+            )
 
         return MetricsSnapshot(at=stamp, canary=track("canary"), stable=track("stable"))
 

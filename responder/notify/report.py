@@ -19,14 +19,23 @@ from responder.notify.incident import (
     headline,
     link_list,
     metric_rows,
-    ordered_steps,
     traffic_weight,
     verdict,
+)
+from responder.notify.sections import (
+    ROOT_CAUSE_PLACEHOLDER,
+    cell,
+    details,
+    evidence_markdown,
+    root_cause,
+    split_steps,
+    stable_health,
 )
 
 
 def report(incident: Incident, links: Links, followups: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The post-rollback report as JSON."""
+    done, undone = split_steps(incident.steps)
     return {
         "id": incident.id,
         "kind": incident.kind,
@@ -43,7 +52,10 @@ def report(incident: Incident, links: Links, followups: Sequence[Mapping[str, An
         "reason": incident.reason,
         "alerts": [_alert_report(a) for a in incident.alerts],
         "metrics": incident.metrics.as_dict() if incident.metrics else {"unavailable": "not collected"},
-        "actions": [{"step": name, **_step_report(step)} for name, step in ordered_steps(incident.steps)],
+        "stable": stable_health(incident),
+        "root_cause": root_cause(incident),
+        "actions": [{"step": name, **_step_report(name, step)} for name, step in done],
+        "undone": [{"step": name, **_step_report(name, step)} for name, step in undone],
         "links": {label: url for label, url in link_list(incident, links)},
         "commands": commands(incident),
         "followups": [dict(f) for f in followups],
@@ -76,9 +88,26 @@ def report_markdown(incident: Incident, links: Links, followups: Sequence[Mappin
         "",
         *_metrics_markdown(incident.metrics),
         "",
+        "## Stable version health",
+        "",
+        *_stable_markdown(data["stable"]),
+        "",
+        "## Root cause",
+        "",
+        f"_{ROOT_CAUSE_PLACEHOLDER}_",
+        "",
+        "What the evidence captured before the scale-down shows:",
+        "",
+        *[f"- {cell(line)}" for line in data["root_cause"]["evidence_shows"]],
+        "",
         "## Actions taken",
         "",
-        *_actions_markdown(incident.steps),
+        *_actions_markdown(data["actions"]),
+        "",
+        *(["## Undone by the restore", "", *_actions_markdown(data["undone"]), ""] if data["undone"] else []),
+        "## Evidence (the canary pods before the scale-down)",
+        "",
+        *evidence_markdown(incident),
         "",
         "## Links",
         "",
@@ -120,18 +149,27 @@ def _metrics_markdown(metrics: MetricsSnapshot | None) -> list[str]:
     return [f"At {metrics.at}:", "", "| metric | canary | stable |", "|---|---|---|", *rows]
 
 
-def _step_report(step: Mapping[str, Any]) -> dict[str, Any]:
+def _step_report(name: str, step: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("result", "duration_ms", "attempts", "reason", "message", "before", "after")
-    return {k: step.get(k) for k in keys}
+    return {**{k: step.get(k) for k in keys}, "details": details(name, step)}
 
 
-def _actions_markdown(steps: Mapping[str, Any]) -> list[str]:
-    if not steps:
+def _actions_markdown(actions: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not actions:
         return ["none"]
     rows = ["| step | result | duration | attempts | details |", "|---|---|---|---|---|"]
-    for name, step in ordered_steps(steps):
-        detail = str(step.get("message") or step.get("reason") or "").replace("|", "\\|")
+    for action in actions:
+        detail = "; ".join(cell(line) for line in action["details"])
         rows.append(
-            f"| {name} | {step.get('result')} | {step.get('duration_ms')} ms | {step.get('attempts')} | {detail} |"
+            f"| {cell(action['step'])} | {cell(action['result'])} | {action.get('duration_ms')} ms"
+            f" | {action.get('attempts')} | {detail} |"
         )
     return rows
+
+
+def _stable_markdown(stable: Mapping[str, Any]) -> list[str]:
+    lines = [f"- {cell(stable['summary'])}"]
+    decided = stable.get("at_decision")
+    if decided and stable.get("after_rollback"):
+        lines.append(f"- when the rollback was decided: {decided.get('ready')}/{decided.get('desired')} ready")
+    return lines

@@ -8,6 +8,8 @@ real HTTP so that the real ``kubernetes_asyncio`` client talks to it unchanged:
   ``metadata.resourceVersion`` gets ``409 Conflict``;
 - PUT (replace), POST (create, ``409 AlreadyExists`` on a duplicate), DELETE, ``labelSelector`` on lists;
 - the ``deployments/scale`` subresource as a real ``autoscaling/v1`` ``Scale``;
+- pods and their ``log`` subresource (``tailLines``, ``limitBytes``, ``previous``; the text set with
+  :meth:`Emulator.set_log`), and ``fieldSelector`` on lists (Events by ``involvedObject``);
 - discovery with correct kinds and ``groupVersion: "v1"`` for the core group;
 - programmatic faults (status codes, slow responses, dropped connections), either instead of serving a request
   or, with ``after=True``, on the answer to a request that was served (its change landed, but the client sees a
@@ -45,12 +47,13 @@ from responder.testing.kube_json import (
     parse_path,
     scale_of,
 )
-from responder.testing.seeds import SeedObject, sample_canary_objects
+from responder.testing.seeds import LogSeed, SeedObject, sample_canary_objects, sample_canary_pods
 from responder.testing.served import Served
 
 __all__ = [
     "Emulator",
     "Fault",
+    "LogSeed",
     "Mutation",
     "SeedObject",
     "json_patch",
@@ -59,6 +62,7 @@ __all__ = [
     "parse_label_selector",
     "run_emulator",
     "sample_canary_objects",
+    "sample_canary_pods",
     "scale_of",
 ]
 
@@ -134,6 +138,7 @@ class Emulator(Served):
         self.mutations: list[Mutation] = []
         self.calls: list[tuple[str, str]] = []  # (method, path) of every request, in arrival order
         self._faults: list[Fault] = []
+        self.logs = {}
         self._counter = 0
         self._closing = asyncio.Event()
         super().__init__()
@@ -198,6 +203,11 @@ class Emulator(Served):
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    def set_log(self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False) -> None:
+        """What ``pods/{pod}/log`` serves for ``container`` (``previous``: its instance before the last restart; a
+        previous log never set answers 400, as the API does when there is none)."""
+        self.logs[(namespace, pod, container, previous)] = text
+
     def put_object(self, resource: str, namespace: str | None, name: str, body: Mapping[str, Any]) -> JsonDict:
         """Store an object directly (no HTTP, no mutation record), stamping server-managed metadata."""
         key = (kmock.resource(resource), namespace, name)
@@ -216,9 +226,12 @@ class Emulator(Served):
             raise KeyError(f"{resource} {namespace}/{name}")
         return copy.deepcopy(self._live_raw(key))
 
-    def seed(self, objects: Iterable[SeedObject]) -> None:
+    def seed(self, objects: Iterable[SeedObject | LogSeed]) -> None:
         for item in objects:
-            self.put_object(item.resource, item.namespace, item.name, item.body)
+            if isinstance(item, LogSeed):
+                self.set_log(item.namespace, item.pod, item.container, item.text, previous=item.previous)
+            else:
+                self.put_object(item.resource, item.namespace, item.name, item.body)
 
     def mutations_of(self, kind: str, name: str, *, namespace: str | None = None) -> list[Mutation]:
         """The mutating requests that addressed one object (including its subresources)."""
@@ -342,7 +355,7 @@ class Emulator(Served):
 
 @contextlib.asynccontextmanager
 async def run_emulator(
-    objects: Iterable[SeedObject] = (), *, host: str = "127.0.0.1", port: int = 0
+    objects: Iterable[SeedObject | LogSeed] = (), *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[tuple[Emulator, str]]:
     """Serve a fresh :class:`Emulator` over HTTP on ``host`` (a free port by default); yield it and its URL."""
     emulator = Emulator()

@@ -87,12 +87,25 @@ def json_patch(base: Mapping[str, Any], ops: Iterable[Mapping[str, Any]]) -> Jso
 
 
 _SELECTOR_TERM = re.compile(r"^\s*(?P<neg>!)?\s*(?P<key>[\w./-]+)\s*(?:(?P<op>==|!=|=)\s*(?P<value>[\w.-]*))?\s*$")
+_SET_TERM = re.compile(r"^\s*(?P<key>[\w./-]+)\s+(?P<op>in|notin)\s+\((?P<values>[\w.,\s-]*)\)\s*$")
+Term = tuple[str, str, "str | frozenset[str] | None"]
 
 
-def parse_label_selector(selector: str) -> list[tuple[str, str, str | None]]:
-    """Parse ``a=b,c!=d,e,!f`` into (key, op, value) terms; op is one of ``= != exists !exists``."""
-    terms: list[tuple[str, str, str | None]] = []
-    for raw in filter(None, (part.strip() for part in selector.split(","))):
+def _split_terms(selector: str) -> list[str]:
+    """Split on the commas between terms, not those inside a set (``a in (b,c),d``)."""
+    return [part.strip() for part in re.split(r",(?![^(]*\))", selector) if part.strip()]
+
+
+def parse_label_selector(selector: str) -> list[Term]:
+    """Parse ``a=b,c!=d,e,!f,g in (h,i),j notin (k)`` into (key, op, value) terms; op is one of
+    ``= != exists !exists in notin`` (the set operators carry a frozenset of values)."""
+    terms: list[Term] = []
+    for raw in _split_terms(selector):
+        found = _SET_TERM.match(raw)
+        if found is not None:
+            values = frozenset(v.strip() for v in found["values"].split(",") if v.strip())
+            terms.append((found["key"], found["op"], values))
+            continue
         match = _SELECTOR_TERM.match(raw)
         if match is None or (match["neg"] and match["op"]):
             raise k8s_error(400, f"unsupported label selector term: {raw!r}")
@@ -103,17 +116,37 @@ def parse_label_selector(selector: str) -> list[tuple[str, str, str | None]]:
     return terms
 
 
-def labels_match(labels: Mapping[str, str], terms: Iterable[tuple[str, str, str | None]]) -> bool:
+def labels_match(labels: Mapping[str, str], terms: Iterable[Term]) -> bool:
     """Whether ``labels`` satisfy every selector term."""
     return all(_term_holds(labels, key=key, op=op, value=value) for key, op, value in terms)
 
 
-def _term_holds(labels: Mapping[str, str], *, key: str, op: str, value: str | None) -> bool:
+def _term_holds(labels: Mapping[str, str], *, key: str, op: str, value: str | frozenset[str] | None) -> bool:
     if op == "exists":
         return key in labels
     if op == "!exists":
         return key not in labels
+    if isinstance(value, frozenset):
+        return (labels.get(key) in value) == (op == "in")  # notin also matches objects without the label
     return (labels.get(key) == value) == (op == "=")
+
+
+def fields_match(obj: Mapping[str, Any], selector: str) -> bool:
+    """A ``fieldSelector`` (``involvedObject.name=x,type!=Normal``): dotted paths compared as strings; the
+    emulator takes any path, where the real API knows a few per resource."""
+    for raw in _split_terms(selector):
+        match = re.fullmatch(r"\s*([\w.]+)\s*(==|!=|=)\s*(.*?)\s*", raw)
+        if match is None:
+            raise k8s_error(400, f"unsupported field selector term: {raw!r}")
+        found: Any = obj
+        for part in match[1].split("."):
+            found = found.get(part) if isinstance(found, Mapping) else None
+        if ("" if found is None else str(found)) == match[3]:
+            if match[2] == "!=":
+                return False
+        elif match[2] != "!=":
+            return False
+    return True
 
 
 def scale_of(deployment: Mapping[str, Any]) -> JsonDict:
@@ -139,6 +172,16 @@ def scaled(deployment: Mapping[str, Any], replicas: int) -> JsonDict:
     for key in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas"):
         status[key] = replicas
     return merge_patch(deployment, {"spec": {"replicas": replicas}, "status": status})
+
+
+def log_tail(text: str, *, tail_lines: int | None, limit_bytes: int | None) -> bytes:
+    """What the kubelet serves for ``tailLines`` and ``limitBytes``: the last lines, then at most that many bytes
+    counted from their start (so a limit cuts the newest lines, possibly inside a multi-byte character)."""
+    lines = text.splitlines(keepends=True)
+    if tail_lines is not None:
+        lines = lines[-tail_lines:] if tail_lines > 0 else []
+    data = "".join(lines).encode()
+    return data if limit_bytes is None else data[:limit_bytes]
 
 
 def spec_part(obj: Mapping[str, Any]) -> JsonDict:
@@ -178,6 +221,21 @@ def parse_path(path: str) -> ParsedPath:
     return ParsedPath(f"{prefix}/{match['plural']}", match["ns"], match["name"], match["sub"])
 
 
+def status_split(stored: JsonDict, patched: JsonDict, *, status_only: bool) -> JsonDict:
+    """A write to a kind with a status subresource, as the API server applies it: through ``/status`` only the
+    status changes (the patch's resourceVersion precondition still counts), through the object itself everything
+    but the status."""
+    if status_only:
+        result = {**stored, "status": patched.get("status")}
+        precondition = (patched.get("metadata") or {}).get("resourceVersion")
+        result["metadata"] = {**stored["metadata"], "resourceVersion": precondition}
+    else:
+        result = {**patched, "status": stored.get("status")}
+    if result["status"] is None:
+        del result["status"]
+    return result
+
+
 class ResourceSpec(NamedTuple):
     kind: str
     singular: str
@@ -187,12 +245,14 @@ class ResourceSpec(NamedTuple):
 # The resources the responder, its leader election and the demo use; all namespaced.
 RESOURCES: Mapping[str, ResourceSpec] = {
     "apps/v1/deployments": ResourceSpec("Deployment", "deployment", frozenset({"scale", "status"})),
+    "v1/pods": ResourceSpec("Pod", "pod", frozenset({"log", "status"})),
     "networking.k8s.io/v1/ingresses": ResourceSpec("Ingress", "ingress", frozenset({"status"})),
     "v1/events": ResourceSpec("Event", "event"),
     "events.k8s.io/v1/events": ResourceSpec("Event", "event"),
     "coordination.k8s.io/v1/leases": ResourceSpec("Lease", "lease"),
     "gateway.networking.k8s.io/v1/httproutes": ResourceSpec("HTTPRoute", "httproute", frozenset({"status"})),
     "networking.istio.io/v1/virtualservices": ResourceSpec("VirtualService", "virtualservice", frozenset({"status"})),
+    "argoproj.io/v1alpha1/rollouts": ResourceSpec("Rollout", "rollout", frozenset({"status"})),
 }
 VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 STATUS_REASONS: Mapping[int, str] = {

@@ -16,17 +16,20 @@ from responder.testing.kube_json import (
     ResourceSpec,
     api_version,
     check_precondition,
+    fields_match,
     header,
     json_body,
     json_patch,
     k8s_error,
     labels_match,
+    log_tail,
     merge_patch,
     now_stamp,
     parse_label_selector,
     scale_of,
     scaled,
     spec_part,
+    status_split,
 )
 
 JsonDict = dict[str, Any]
@@ -34,6 +37,7 @@ JsonDict = dict[str, Any]
 
 class Served(kmock.KubernetesEmulator):
     _counter: int  # the global resourceVersion counter (set by the Emulator)
+    logs: dict[tuple[str, str, str, bool], str]  # (namespace, pod, container, previous) -> log text (Emulator.set_log)
     # --- kmock fallbacks (overridden) -----------------------------------------------------------------
 
     async def _serve_version(self, request: Any) -> JsonDict:
@@ -41,15 +45,40 @@ class Served(kmock.KubernetesEmulator):
         assert isinstance(payload, dict)
         if request.resource.group == "":
             payload["groupVersion"] = "v1"  # kmock reports "/v1"; kubectl and client-go reject that
-        for entry in payload.get("resources", []):
+        # kmock builds the list from sets: sorted, one answer for every run (clients and tests may index it).
+        payload["resources"] = sorted(payload.get("resources", []), key=lambda entry: str(entry.get("name")))
+        for entry in payload["resources"]:
             if entry["name"].endswith("/scale"):
                 entry.update(kind="Scale", group="autoscaling", version="v1", verbs=["get", "patch", "update"])
         return payload
 
-    async def _serve_fetch(self, request: Any) -> JsonDict:
+    async def _serve_fetch(self, request: Any) -> Any:
         async with self._lock:
             obj = self._live_raw(self._key(request))
+        if request.subresource == "log":
+            return self._pod_log(obj, request.params)
         return scale_of(obj) if request.subresource == "scale" else obj
+
+    def _pod_log(self, pod: JsonDict, params: Mapping[str, str]) -> Any:
+        """``pods/{name}/log`` as text, with the real API's 400s for a container it cannot choose or a previous
+        instance it does not have."""
+        meta = pod.get("metadata", {})
+        name, containers = meta.get("name"), [c.get("name") for c in pod.get("spec", {}).get("containers", [])]
+        container = params.get("container") or (containers[0] if len(containers) == 1 else None)
+        if container not in containers:
+            raise k8s_error(400, f"a valid container name must be given for pod {name}, choose one of: {containers}")
+        # The API server parses booleans with Go's strconv.ParseBool; kubernetes_asyncio sends Python's "True".
+        previous = params.get("previous", "") in ("1", "t", "T", "true", "TRUE", "True")
+        key = (str(meta.get("namespace")), str(name), str(container), previous)
+        if previous and key not in self.logs:
+            raise k8s_error(400, f'previous terminated container "{container}" in pod "{name}" not found')
+        tail, limit = params.get("tailLines"), params.get("limitBytes")
+        data = log_tail(
+            self.logs.get(key, ""),
+            tail_lines=int(tail) if tail else None,
+            limit_bytes=int(limit) if limit else None,
+        )
+        return kmock.Response(status=200, payload=data, headers={"Content-Type": "text/plain"})  # type: ignore[attr-defined]
 
     async def _serve_api(self, request: Any) -> JsonDict:
         payload = await super()._serve_api(request)
@@ -77,6 +106,7 @@ class Served(kmock.KubernetesEmulator):
                 if request.namespace is None or key[1] == request.namespace
             ]
         items = [item for item in items if labels_match(item.get("metadata", {}).get("labels") or {}, terms)]
+        items = [item for item in items if fields_match(item, request.params.get("fieldSelector", ""))]
         kind = RESOURCES[resource].kind if resource in RESOURCES else "List"
         return {
             "apiVersion": api_version(resource),
@@ -108,6 +138,11 @@ class Served(kmock.KubernetesEmulator):
             if request.subresource == "scale":
                 return await self._patch_scale(key, stored, json_body(request))
             patched = self._patched(stored, request)
+            has_status = "status" in RESOURCES.get(resource, ResourceSpec("", "")).subresources
+            if request.subresource == "status" and not has_status:
+                raise k8s_error(404, f"{resource} has no status subresource")
+            if has_status:
+                patched = status_split(stored, patched, status_only=request.subresource == "status")
             check_precondition(stored, patched, what=f'{resource} "{request.name}"')
             obj = self._stamp(resource, request.namespace, request.name, patched, previous=stored)
             await self._store(key, obj, event="MODIFIED")

@@ -37,6 +37,9 @@ ROLLBACK_RIGHTS = {
     ("networking.k8s.io", "ingresses"): {"get", "patch"},
     ("", "events"): {"create"},
 }
+# Evidence capture (config.evidence.enabled, on by default): reads of the canary pods, their logs and Events.
+EVIDENCE_RIGHTS = {("", "pods"): {"list"}, ("", "pods/log"): {"get"}, ("", "events"): {"create", "list"}}
+DEFAULT_RIGHTS = {**ROLLBACK_RIGHTS, **EVIDENCE_RIGHTS}
 LEASE_RIGHTS = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
 
@@ -49,6 +52,13 @@ def _rollback_rights(values: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
         rights[("gateway.networking.k8s.io", "httproutes")] = {"get", "patch"}
     if (config.get("gitops") or {}).get("annotate"):
         rights[("apps", "deployments")] = {"get", "patch"}
+    if (config.get("evidence") or {}).get("enabled", True):
+        rights.update({key: set(verbs) for key, verbs in EVIDENCE_RIGHTS.items()})
+    if values.get("argoRollouts", {}).get("enabled") or any(
+        t.get("delegate") == "argo-rollouts" for t in config["targets"]
+    ):
+        rights[("argoproj.io", "rollouts")] = {"get", "patch"}
+        rights[("argoproj.io", "rollouts/status")] = {"patch"}
     return rights
 
 
@@ -253,7 +263,9 @@ def test_secrets_are_files_from_mounted_secrets_never_inline(rendered: Rendered)
     created = {s["metadata"]["name"]: s for s in rendered.of_kind("Secret")}
     values = _values_for(rendered)
     existing = {
-        values["auth"][part]["existingSecret"] for part in ("webhook", "admin", "auditHmac") if values["auth"][part]
+        values["auth"][part]["existingSecret"]
+        for part in ("webhook", "admin", "flaggerGate", "auditHmac")
+        if values["auth"][part]
     } - {""}
     existing |= {e["secret"] for e in values["extraSecretFiles"]}
     if values["storage"]["backend"] == "postgres":
@@ -277,6 +289,8 @@ def test_chart_owned_config_keys(render: Callable[..., Rendered]) -> None:
     hmac_file = "/etc/canary-responder/secrets/audit/hmac-key"
     assert cfg["storage"] == {"path": "/data/responder.db", "audit_hmac_key": {"file": hmac_file}}
     assert len(cfg["auth"]["webhook"]["bearer_tokens"]) == 2 and cfg["auth"]["webhook"]["basic"]["username"]
+    assert cfg["auth"]["gate_token"] == {"file": "/etc/canary-responder/secrets/flagger-gate/token"}
+    assert "gate_token" not in _config_of(default)["auth"]  # the gate is off unless asked for
     assert cfg["dry_run"] is True and cfg["safety"]["canary_marker"] == "track=canary"
     assert "leader_election" not in cfg and "leader_election" not in _config_of(default)
     assert _config_of(default)["storage"] == {"path": "/var/lib/canary-responder/responder.db"}
@@ -300,6 +314,9 @@ def test_generated_tokens_and_given_ones(render: Callable[..., Rendered]) -> Non
     assert base64.b64decode(webhook["token"]).decode() == "webhook-token-from-values"
     assert set(webhook) == {"token", "token-next", "password"}
     assert not [s for s in everything.of_kind("Secret") if s["metadata"]["name"] == "responder-admin"]
+    gate = everything.one("Secret", "responder-flagger-gate")["data"]
+    assert base64.b64decode(gate["token"]).decode() == "gate-token-from-values"
+    assert not [s for s in default.of_kind("Secret") if s["metadata"]["name"].endswith("-flagger-gate")]
 
 
 # --- storage -------------------------------------------------------------------------------------------------
@@ -348,12 +365,15 @@ def test_single_replica_is_a_deployment_with_its_pvc(render: Callable[..., Rende
 
 def test_prometheus_rule_is_the_tested_one(render: Callable[..., Rendered]) -> None:
     source = yaml.safe_load((ROOT / "alert-rules" / "canary-rules.yaml").read_text())
+    app = yaml.safe_load((ROOT / "alert-rules" / "sources" / "app.yaml").read_text())
     copy, original = CHART / "files" / "canary-rules.yaml", ROOT / "alert-rules" / "canary-rules.yaml"
     assert copy.read_bytes() == original.read_bytes(), (
         "helm-chart/files/canary-rules.yaml differs from alert-rules/: run bash scripts/chart-check.sh --sync"
     )
     rule = render(None).one("PrometheusRule")
-    assert rule["spec"] == source["spec"]
+    # The default rules.source (app) goes first into the alert group; every source: test_rules_sources.py.
+    [group] = source["spec"]["groups"]
+    assert rule["spec"] == {"groups": [{**group, "rules": app["spec"]["groups"][0]["rules"] + group["rules"]}]}
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     # With base URLs set, only the hosts of the annotation links change.
     templated = render(VALUE_FILES["all"]).one("PrometheusRule")["spec"]
@@ -460,7 +480,8 @@ def test_dashboard(render: Callable[..., Rendered]) -> None:
     # Every recording rule the dashboard reads exists in the shipped rules.
     recorded = {
         r["record"]
-        for g in yaml.safe_load((ROOT / "alert-rules" / "canary-rules.yaml").read_text())["spec"]["groups"]
+        for path in (ROOT / "alert-rules" / "canary-rules.yaml", ROOT / "alert-rules" / "sources" / "app.yaml")
+        for g in yaml.safe_load(path.read_text())["spec"]["groups"]
         for r in g["rules"]
         if "record" in r
     }
@@ -518,7 +539,7 @@ def test_gateway_and_gitops_rights_only_when_configured(render: Callable[..., Re
         rollback = [r for r in render(path).of_kind("Role") if r["metadata"]["name"].endswith("-rollback")]
         return _rules_by_resource(rollback[0])
 
-    assert rights(None) == ROLLBACK_RIGHTS  # the defaults: no httproutes, no Deployment patch
+    assert rights(None) == DEFAULT_RIGHTS  # the defaults: no httproutes, no Deployment patch
     target = {
         "name": "gw",
         "deployment": "{app}-canary",
@@ -533,6 +554,31 @@ def test_gateway_and_gitops_rights_only_when_configured(render: Callable[..., Re
     annotate = rights({"config": {"gitops": {"annotate": True}}})
     assert annotate[("apps", "deployments")] == {"get", "patch"}
     assert ("gateway.networking.k8s.io", "httproutes") not in annotate
+    argo = {"name": "argo", "deployment": "{app}", "delegate": "argo-rollouts"}
+    for granted in (rights({"config": {"targets": [argo]}}), rights({"argoRollouts": {"enabled": True}})):
+        assert granted[("argoproj.io", "rollouts")] == {"get", "patch"}
+        assert granted[("argoproj.io", "rollouts/status")] == {"patch"}
+    assert not [key for key in annotate if key[0] == "argoproj.io"]  # only when asked for
+    flagger = rights({"config": {"targets": [{"name": "f", "deployment": "{app}", "delegate": "flagger"}]}})
+    assert not [key for key in flagger if key[0] in ("argoproj.io", "networking.k8s.io")]  # Flagger's own objects
+
+
+def test_pod_and_log_reads_only_while_evidence_capture_is_on(render: Callable[..., Rendered], tmp_path: Path) -> None:
+    def rights(evidence: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+        path = tmp_path / f"evidence-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump({"config": {"evidence": evidence}}))
+        rollback = [r for r in render(path).of_kind("Role") if r["metadata"]["name"].endswith("-rollback")]
+        return _rules_by_resource(rollback[0])
+
+    off = rights({"enabled": False})
+    assert off == ROLLBACK_RIGHTS  # no pods, no pods/log, events only created
+    assert not [key for key in off if key[1].startswith("pods")] and off[("", "events")] == {"create"}
+    on = rights({"enabled": True, "log_lines": 50, "budget": "1500ms"})
+    assert on == DEFAULT_RIGHTS and on[("", "pods")] == {"list"} and on[("", "pods/log")] == {"get"}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    from responder.config.settings import EvidenceSettings
+
+    assert values["config"]["evidence"]["enabled"] is EvidenceSettings().enabled  # the chart's default is the config's
 
 
 def test_traffic_rights_follow_the_kinds_the_targets_use(render: Callable[..., Rendered], tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ async def test_a_half_done_plan_is_never_left_silent(
     scale = record.steps["scale_zero"]
     assert (scale["result"], scale["reason"], scale["attempts"]) == ("failed", reason, attempts)
     assert scale["message"].startswith("manual action required: scale_zero failed")
-    assert [a["step"] for a in actions] == ["check", TRAFFIC_OFF, "scale_zero"]  # no event for a failure
+    assert [a["step"] for a in actions] == ["check", TRAFFIC_OFF, "evidence", "scale_zero"]  # no event for a failure
     assert results == [
         {"incident": record.incident, "status": "failed", "changed": True, "attempt": 0, "retrying": True}
     ]

@@ -112,7 +112,7 @@ async def test_replay_dry_run_by_id_changes_nothing_and_is_audited(
             {
                 "target": "shop/payments-canary",
                 "incident": body["decisions"][0]["incident"],
-                "steps": ["check", "traffic_off:nginx/payments-canary", "scale_zero", "event"],
+                "steps": ["check", "traffic_off:nginx/payments-canary", "evidence", "scale_zero", "event"],
             }
         ]
         status, body = await call(running, "POST", "/api/v1/replay", json={"notification_id": 1})
@@ -226,6 +226,7 @@ async def test_audit_api_filters_paginates_and_verifies(tmp_path: Path, cluster:
         assert [e["data"]["step"] for e in page["entries"]] == [
             "check",
             "traffic_off:nginx/checkout-canary",
+            "evidence",  # on by default; the emulator serves no canary pod here: skipped
             "scale_zero",
             "event",
         ]

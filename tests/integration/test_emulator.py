@@ -262,8 +262,15 @@ def test_unsupported_selector_syntax_is_rejected() -> None:
         ("e", "exists", None),
         ("f", "!exists", None),
     ]
-    with pytest.raises(Exception, match="unsupported label selector"):
-        parse_label_selector("a in (b,c)")
+    # Set-based terms, as the adapter writes a Deployment's matchExpressions: the commas inside a set split nothing.
+    assert parse_label_selector("app=x,track in (canary, b),z notin (q)") == [
+        ("app", "=", "x"),
+        ("track", "in", frozenset({"canary", "b"})),
+        ("z", "notin", frozenset({"q"})),
+    ]
+    for bad in ("a in b", "a > 1", "!a=b", "a in (b"):
+        with pytest.raises(Exception, match="unsupported label selector"):
+            parse_label_selector(bad)
 
 
 # --- discovery ------------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ async def test_the_whole_responder_rolls_back_an_httproute_canary_and_restores_i
             assert record.status == "done" and record.target.traffic == (ROUTE,)
             assert weights(emu) == [91, 0]  # an unset canary weight counts as 1
             intent = next(e for e in running.captured if e["kind"] == "rollback.intent")
-            assert intent["data"]["plan"] == ["check", ROUTE_OFF, "scale_zero", "event"]
+            assert intent["data"]["plan"] == ["check", ROUTE_OFF, "evidence", "scale_zero", "event"]
 
             operations = running.services.engine.operations
             result = await operations.restore(NS, "checkout-canary", actor="test", dry_run=False)

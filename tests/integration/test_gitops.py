@@ -132,7 +132,8 @@ async def test_the_rejected_images_land_on_the_canary_deployment(tmp_path: Path,
         stable = emulator.get_object("apps/v1/deployments", "shop", "checkout")["metadata"]
         assert not stable.get("annotations")  # stable untouched
         intent = audit(running, "rollback.intent")[0]
-        assert intent["plan"] == ["check", "traffic_off:nginx/checkout-canary", "scale_zero", "annotate", "event"]
+        plan = ["check", "traffic_off:nginx/checkout-canary", "evidence", "scale_zero", "annotate", "event"]
+        assert intent["plan"] == plan
         [rejected] = audit(running, "gitops.rejected")
         assert rejected["images"] == ["checkout:1.5.0"] and rejected["annotated"] and rejected["webhook"] is False
         assert rejected["incident"] == record.incident and rejected["alerts"] == ["CanaryHighErrorRate"]

@@ -343,7 +343,7 @@ async def test_the_whole_responder_rolls_back_a_virtual_service_canary_and_resto
                 assert weighted[-1] == 0 and sum(weighted) == 100  # the canary last, at 0; the total kept
             assert emu.get_object("apps/v1/deployments", NS, "checkout-canary")["spec"]["replicas"] == 0
             intent = next(e for e in running.captured if e["kind"] == "rollback.intent")
-            assert intent["data"]["plan"] == ["check", "traffic_off:istio/checkout", "scale_zero", "event"]
+            assert intent["data"]["plan"] == ["check", "traffic_off:istio/checkout", "evidence", "scale_zero", "event"]
 
             operations = running.services.engine.operations
             result = await operations.restore(NS, "checkout-canary", actor="test", dry_run=False)

@@ -72,6 +72,9 @@ def test_security_matches_the_roles() -> None:
             elif path == "/api/v1/alerts":
                 assert names == {"webhookBearer", "webhookBasic"}
                 assert {"401", "403"} <= operation["responses"].keys()  # 403: the admin or read token
+            elif path == "/api/v1/gates/flagger/rollback":
+                assert names == {"gateBearer"}
+                assert {"401", "403"} <= operation["responses"].keys()  # 403: any other role's token
             elif method == "get":
                 assert names == {"adminBearer", "readBearer"}, path
                 assert {"401", "403"} <= operation["responses"].keys()

@@ -33,6 +33,7 @@ from responder.testing.emulator import Emulator
 
 EXAMPLE_PATHS = {
     "/api/v1/targets/{namespace}/{deployment}/restore": "/api/v1/targets/shop/checkout-canary/restore",
+    "/api/v1/targets/{namespace}/{deployment}/rollback": "/api/v1/targets/shop/checkout-canary/rollback",
     "/api/v1/audit/{seq}": "/api/v1/audit/1",
     "/api/v1/incidents/{incident}": "/api/v1/incidents/shop:checkout-canary:20261127T120000.000000Z",
 }

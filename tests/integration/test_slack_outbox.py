@@ -91,6 +91,7 @@ async def test_rollback_gives_one_message_with_everything_and_a_thread_reply_on_
         assert message.body["blocks"][0]["type"] == "header"
         assert "canary 5xx ratio 12.5%" in text  # observed value from the alert's description
         assert "12.50%" in text and "0.20%" in text and "2.40 s" in text and "240.00 req/s" in text  # Prometheus
+        assert "972.8 MiB" in text and "1.8 GiB" in text  # memory, canary vs stable
         for step in ("check", "traffic_off:nginx/checkout-canary", "scale_zero"):
             assert f"`{step}`: *done*" in text
         assert "http://prometheus:9090/graph?g0.expr=canary" in text  # generatorURL
@@ -104,7 +105,7 @@ async def test_rollback_gives_one_message_with_everything_and_a_thread_reply_on_
         assert "canary-responder replay --notification-id 1 " in text and "--execute" in text
         assert "canary-responder restore shop checkout-canary" in text
         # Prometheus was asked at the decision time, for this canary's recording rules.
-        assert len(slack.prometheus_queries) == 3
+        assert len(slack.prometheus_queries) == 4  # error ratio, P95, request rate, memory
         assert all('namespace="shop",app="checkout"' in q["query"] for q in slack.prometheus_queries)
 
         resolved = alert("CanaryHighErrorRate", status="resolved")
@@ -247,7 +248,7 @@ async def test_incident_report_endpoints(tmp_path: Path, cluster: tuple[Emulator
         assert body["traffic_weight"] == "10%"  # the emulator's canary Ingress, as the check step read it
         assert body["metrics"]["canary"]["error_rate"] == 0.125  # the numbers the Slack message showed
         steps = [a["step"] for a in body["actions"]]
-        assert steps == ["check", "traffic_off:nginx/checkout-canary", "scale_zero", "event"]
+        assert steps == ["check", "traffic_off:nginx/checkout-canary", "evidence", "scale_zero", "event"]
         assert body["alerts"][0]["labels"]["alertname"] == "CanaryHighErrorRate" and body["checklist"]
 
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -62,7 +62,7 @@ def test_clusters_inherit_the_global_allowlist_unless_they_have_their_own() -> N
     core = DecisionCore(settings.core())
     [east] = core.on_event(event(cluster="east"), NOW)
     assert east.target == TargetRef(
-        "shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="east"
+        "shop", "checkout-canary", (TrafficRef("nginx", "checkout-canary"),), cluster="east", stable="checkout"
     )
     assert east.incident == "east:shop:checkout-canary:20261127T120000.000000Z"
     [west] = core.on_event(event(cluster="west"), NOW)
@@ -90,4 +90,4 @@ def test_an_httproute_target_renders_its_route_and_backend() -> None:
     targets = [{"name": "gw", "ingress": None, "httproute": "{app}-route", "canary_backend": "{app}-canary"}]
     [decision] = DecisionCore(parse_settings(document(targets=targets)).core()).on_event(event(), NOW)
     route = TrafficRef("httproute", "checkout-route", (("canary_backend", "checkout-canary"),))
-    assert decision.target == TargetRef("shop", "checkout-canary", (route,))
+    assert decision.target == TargetRef("shop", "checkout-canary", (route,), stable="checkout")

@@ -54,7 +54,7 @@ class Crash(BaseException):
 def test_it_implements_every_method_of_the_port() -> None:
     port: ClusterPort = FakeCluster()  # checked statically by mypy
     wanted = {name for name, _ in inspect.getmembers(ClusterPort, inspect.iscoroutinefunction)}
-    assert len(wanted) == 9
+    assert len(wanted) == 12
     assert {"get_object", "patch_object"} <= wanted
     assert wanted <= {name for name, _ in inspect.getmembers(port, inspect.iscoroutinefunction)}
     for name in wanted:
