@@ -1,7 +1,7 @@
 """canary-responder: pull a bad canary out of production on the Alertmanager notification itself.
 
-Commands: serve, check-config, demo, audit verify|tail|list|show; operator commands (clients of a running
-server): replay, restore, pause, resume, status.
+Commands: serve, check-config, demo, emulator, audit verify|tail|list|show; operator commands (clients of a
+running server): replay, restore, rollback, pause, resume, status, incident list|show|link.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +17,9 @@ from pathlib import Path
 import orjson
 
 from responder import __version__
-from responder.cli import client
+from responder.cli import audit_client, client, incidents
 from responder.cli.format import format_entry
-from responder.config import ConfigError, Settings, format_duration, load_settings, read_settings
+from responder.config import ConfigError, load_settings, read_settings
 from responder.store import AuditEntry, StoreUnavailable, VerifyReport
 from responder.store.factory import tail_audit, tail_file, verify_audit, verify_file
 
@@ -28,8 +29,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # a command without its action (`audit`): that command's help
+        getattr(args, "help_of", parser).print_help(sys.stderr)
         return EXIT_USAGE
     try:
         code: int = args.func(args)
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error:\n{_indent(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _Usage as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
@@ -48,27 +52,38 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the responder")
-    serve.add_argument("--config", "-c", type=Path, required=True, help="YAML configuration file")
+    _config_argument(serve)
     serve.set_defaults(func=_serve)
 
     check = sub.add_parser("check-config", help="validate a configuration and print targets and policies")
-    check.add_argument("config", type=Path)
+    _config_argument(check)
     check.add_argument(
         "--skip-secrets", action="store_true", help="validate the structure only; do not read secret files or variables"
     )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also connect, read-only, to Kubernetes (and Slack, Teams, Prometheus where configured); exit 1 if one"
+        " fails",
+    )
     check.set_defaults(func=_check_config)
 
-    audit = sub.add_parser("audit", help="read or verify the audit log").add_subparsers(metavar="ACTION")
+    audit_parser = sub.add_parser("audit", help="read or verify the audit log")
+    audit_parser.set_defaults(help_of=audit_parser)
+    audit = audit_parser.add_subparsers(metavar="ACTION")
     verify = audit.add_parser("verify", help="recompute the hash chain; exit 1 on any tampering")
     tail = audit.add_parser("tail", help="print the most recent entries")
     for cmd in (verify, tail):
-        group = cmd.add_mutually_exclusive_group(required=True)
+        group = cmd.add_mutually_exclusive_group(required=cmd is tail)
         group.add_argument("--db", type=Path, help="audit database file (SQLite)")
         group.add_argument(
             "--config", "-c", type=Path, help="take the database (SQLite or PostgreSQL) and HMAC key from the config"
         )
         if cmd is verify:
-            group.add_argument("--server", help="ask a running server instead (see also --token-file)")
+            group.add_argument(
+                "--server",
+                help="ask a running server instead (the default when CANARY_RESPONDER_URL is set; see --token-file)",
+            )
             verify.add_argument("--token-file", type=Path, default=None, help="admin or read token for --server")
             verify.add_argument("--json", action="store_true", help="print the server's JSON answer")
     verify.add_argument(
@@ -90,94 +105,102 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="print raw JSON lines")
     tail.set_defaults(func=_audit_tail)
 
-    client.add_commands(sub, audit)
+    client.add_commands(sub)
+    audit_client.add_commands(audit)
+    incidents.add_commands(sub)
 
     demo = sub.add_parser("demo", help="roll back a canary on an embedded Kubernetes API emulator")
-    demo.add_argument("--workdir", type=Path, default=None, help="keep the demo's files here")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the demo's files here (a previous demo's files in it are removed first; nothing else is)",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (by default it is removed at the end)"
+    )
+    demo.add_argument(
+        "--serve", action="store_true", help="keep the responder up afterwards (until Ctrl-C) to open the page link"
+    )
     demo.set_defaults(func=_demo)
+
+    emulator = sub.add_parser(
+        "emulator",
+        help="run the Kubernetes API emulator (as the demo does) and write a kubeconfig for it, to try serve by hand",
+    )
+    emulator.add_argument("--kubeconfig", type=Path, required=True, help="write the kubeconfig pointing at it here")
+    emulator.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    emulator.add_argument("--namespace", default="shop", help="namespace of the sample apps (default shop)")
+    emulator.add_argument(
+        "--app",
+        action="append",
+        dest="apps",
+        default=None,
+        help="a sample app (repeatable; default checkout, payments)",
+    )
+    emulator.set_defaults(func=_emulator)
     return parser
 
 
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    """The configuration file, given the same way to every command: as an argument or with --config."""
+    parser.add_argument("config_path", type=Path, nargs="?", metavar="CONFIG", help="YAML configuration file")
+    parser.add_argument("--config", "-c", type=Path, default=None, help="the same, as an option")
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    given: list[Path] = [p for p in (args.config_path, args.config) if p is not None]
+    if len(given) != 1:
+        raise _Usage("give the configuration file once: CONFIG or --config CONFIG")
+    return given[0]
+
+
+class _Usage(Exception):
+    """A command line that cannot be run as given: exit 2 with the message."""
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from responder.app import build_app
+    from responder.cli.serve import run
 
-    settings, secrets = load_settings(args.config)
+    settings, secrets = load_settings(_config_path(args))
     logging.basicConfig(
         level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_app(settings, secrets)
-    _use_uvloop()
-    web.run_app(app, host=settings.listen.host, port=settings.listen.port, print=None, access_log=None)
-    return EXIT_OK
-
-
-def _use_uvloop() -> None:
-    """uvloop's faster event loop when installed (it is a dependency on Linux); asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return run(settings, lambda: build_app(settings, secrets))
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = read_settings(args.config) if args.skip_secrets else load_settings(args.config)[0]
-    print(describe_settings(settings))
-    return EXIT_OK
+    from responder.cli import check
 
-
-def describe_settings(settings: Settings) -> str:
-    lines = [
-        f"listen: {settings.listen.host}:{settings.listen.port} (body limit {settings.listen.body_limit_bytes} B)",
-        f"dry_run: {settings.dry_run}",
-        f"database: {settings.storage.path}"
-        if settings.storage.backend == "sqlite"
-        else "database: PostgreSQL (storage.postgres.dsn, shared by every replica)",
-        f"allowed namespaces: {', '.join(settings.safety.allowed_namespaces)}",
-        f"canary marker: {settings.safety.canary_marker}",
-        "targets:",
-    ]
-    for t in settings.targets:
-        match = ", ".join(f"{k}={v}" for k, v in t.match.items()) or "(any alert)"
-        traffic = ", ".join(
-            f"{x.kind}/{x.name}" + (f" ({', '.join(f'{k}={v}' for k, v in x.options)})" if x.options else "")
-            for x in t.traffic_templates()
-        )
-        lines.append(
-            f"  - {t.name}: when {match} -> namespace {t.namespace}, deployment {t.deployment},"
-            f" traffic {traffic or '(none: scale-down only)'}"
-            + (f", clusters {', '.join(t.clusters)}" if t.clusters else "")
-        )
-    for name, namespaces in sorted((settings.cluster_namespaces() or {}).items()):
-        lines.append(
-            f"cluster {name} (alert label {settings.cluster_label}={name}): namespaces {', '.join(sorted(namespaces))}"
-        )
-    if settings.gitops.enabled:
-        hook = settings.gitops.webhook
-        lines.append(f"gitops: annotate {settings.gitops.annotate}, webhook {hook.url if hook else '(none)'}")
-    lines.append("policies (first match wins; an alert no policy matches is only recorded):")
-    for p in settings.policies:
-        match = ", ".join(f"{k}={v}" for k, v in p.match.items()) or "(any alert)"
-        extra = f" for {format_duration(p.persist_for)}" if p.mode.value == "persist" else ""
-        lines.append(f"  - {p.name}: when {match} -> {p.mode.value}{extra}")
-    cap = settings.rollback_cap
-    lines += [
-        f"coalesce window: {format_duration(settings.coalesce_window)}",
-        f"cooldown: {format_duration(settings.cooldown)}",
-        f"rollback cap: {cap.max} per {format_duration(cap.window)}",
-        f"dedupe ttl: {format_duration(settings.dedupe_ttl)}",
-    ]
-    auth = settings.auth
-    sources = [ref.describe() for ref in auth.webhook.bearer_tokens]
-    lines.append(f"webhook auth: bearer from {', '.join(sources) or '(none)'}; basic: {bool(auth.webhook.basic)}")
-    return "\n".join(lines)
+    path = _config_path(args)
+    settings, secrets = (read_settings(path), None) if args.skip_secrets else load_settings(path)
+    print(check.describe_settings(settings))
+    problems, warnings = asyncio.run(check.file_problems(settings))
+    if args.skip_secrets:  # checked where it cannot serve (CI, a rendered chart): files come from mounted Secrets
+        warnings += [f"{problem} (not an error with --skip-secrets)" for problem in problems]
+        problems = []
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        print("configuration error:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return EXIT_USAGE
+    if not args.probe:
+        return EXIT_OK
+    if secrets is None:
+        raise _Usage("--probe needs the secrets: leave out --skip-secrets")
+    found = check.run_probes(settings, secrets)
+    print("\n".join(check.probe_lines(found)))
+    return EXIT_OK if all(p.ok for p in found) else EXIT_FAIL
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    if getattr(args, "server", None):
-        return client.run(client.audit_verify, args)
+    if args.server or (args.db is None and args.config is None and os.environ.get("CANARY_RESPONDER_URL")):
+        return client.run(audit_client.audit_verify, args)
+    if args.db is None and args.config is None:
+        raise _Usage("audit verify needs --db FILE, --config FILE or --server URL (or CANARY_RESPONDER_URL set)")
     expect = {"expect_length": args.expect_length, "expect_head": args.expect_head}
     try:
         if args.db is not None:
@@ -234,7 +257,23 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return asyncio.run(run_demo(workdir=args.workdir))
+    return asyncio.run(run_demo(workdir=args.workdir, serve=args.serve, keep=args.keep))
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    try:
+        from responder.cli import emulator  # needs the demo extra (kmock)
+    except ImportError as exc:
+        print(
+            f"error: the emulator needs {exc.name or 'kmock'}:\n  pip install 'canary-responder[demo]'", file=sys.stderr
+        )
+        return EXIT_USAGE
+    apps = args.apps or ["checkout", "payments"]
+    return asyncio.run(
+        emulator.run(
+            kubeconfig_path=args.kubeconfig, host=args.host, port=args.port, namespace=args.namespace, apps=apps
+        )
+    )
 
 
 def _indent(text: str) -> str:

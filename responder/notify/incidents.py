@@ -32,7 +32,7 @@ class IncidentReader:
         if record is not None:
             incident = await self._from_rollback(record)
         elif first is not None and first.kind in PRIMARY_KINDS:
-            incident = await self._from_notice(first)
+            incident = await self._from_notice(first, [r for r in rows if r.kind == first.kind])
         else:
             return None
         if metrics:
@@ -94,7 +94,7 @@ class IncidentReader:
             retrying=record.retrying,
         )
 
-    async def _from_notice(self, row: OutboxRow) -> Incident:
+    async def _from_notice(self, row: OutboxRow, joined: list[OutboxRow]) -> Incident:
         # "namespace/deployment", or "cluster/namespace/deployment" with several clusters
         *_, cluster, namespace, deployment = ["", "", "", *(row.target or "").split("/")]
         return Incident(
@@ -107,7 +107,8 @@ class IncidentReader:
             deployment=deployment or None,
             cluster=cluster or None,
             reason=str(row.data.get("reason") or ""),
-            alerts=await self._events([int(row.data.get("event_id") or 0)]),
+            # the first notice's alert and those of the same kind joined to it (several HELD alerts, one target)
+            alerts=await self._events(list(dict.fromkeys(int(r.data.get("event_id") or 0) for r in [row, *joined]))),
         )
 
 

@@ -55,8 +55,10 @@ class Outbox(DueWorker):
         links: Links,
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
+        coalesce_s: float = 0.0,
     ) -> None:
         super().__init__(clock)
+        self.coalesce_s = coalesce_s  # HELD notices for one target within this window join the first one
         self.store, self.metrics, self.notifiers, self.links = store, metrics, dict(notifiers), links
         self.prometheus = prometheus
         self.reader = IncidentReader(store, prometheus)
@@ -67,7 +69,10 @@ class Outbox(DueWorker):
     # -- the engine's notice hook: runs on the store's thread inside the recording transaction --
 
     def hook(self, tx: Tx, notice: Notice) -> None:
-        incident, fingerprints = _incident_key(tx, notice, self.clock())
+        if notice.kind in _NOT_POSTED:
+            return  # changed nothing and asked by the person who sees the answer: the audit log has it
+        joined = _joined_hold(tx, notice, self.clock() - self.coalesce_s)
+        incident, fingerprints = (joined, []) if joined else _incident_key(tx, notice, self.clock())
         if incident is None:
             return  # e.g. a resolution of an alert nobody was told about
         destinations = list(self.notifiers) or [NO_DESTINATION]
@@ -79,10 +84,11 @@ class Outbox(DueWorker):
                 target=notice.target,
                 data=dict(notice.data),
                 now=self.clock(),
-                state="pending" if destination != NO_DESTINATION else "disabled",
-                fingerprints=fingerprints,
+                # a joined hold is recorded with its incident (reports, pages) but not posted: one message each
+                state="pending" if destination != NO_DESTINATION and not joined else "disabled",
+                fingerprints=[str(notice.data.get("fingerprint") or "")] if joined else fingerprints,
             )
-        if self.notifiers:
+        if self.notifiers and not joined:
             self.wake_threadsafe()
 
     # -- lifecycle --
@@ -162,20 +168,21 @@ class Outbox(DueWorker):
         await self._delivered(row, extra)
 
     async def _send_followup(self, notifier: Notifier, row: OutboxRow) -> None:
-        def looked_up(reader: Any) -> tuple[str | None, bool]:
-            first = any(
-                r.role == "incident" and r.destination == row.destination for r in reader.outbox_rows(row.incident)
-            )
-            return reader.thread(row.incident, row.destination).ref, first
+        def looked_up(reader: Any) -> tuple[str | None, bool, str | None]:
+            rows = reader.outbox_rows(row.incident)
+            first = next((r for r in rows if r.role == "incident" and r.destination == row.destination), None)
+            return reader.thread(row.incident, row.destination).ref, first is not None, first and first.target
 
-        thread, first = await self.store.read(looked_up)
+        thread, first, about = await self.store.read(looked_up)
         if not first and row.attempts < 3:
             raise _NotYet("the incident's first message is not recorded yet")
         thread = thread if notifier.threads else None
+        target = row.target or about  # a resolution carries no target: the incident's
+        data = {"target": target, **row.data} if target else row.data  # named when not in a thread
         message = self._built(
             notifier,
             row,
-            lambda: notifier.followup(row.incident, row.kind, row.data, self.links, threaded=thread is not None),
+            lambda: notifier.followup(row.incident, row.kind, data, self.links, threaded=thread is not None),
         )
         await notifier.deliver(message, thread=thread)
         await self._delivered(row, None)
@@ -243,6 +250,18 @@ def _audit(row: OutboxRow, result: str, **extra: Any) -> dict[str, Any]:
         "result": result,
     }
     return {**data, **{k: v for k, v in extra.items() if v is not None}}
+
+
+_NOT_POSTED = frozenset({"restore_dry_run"})
+_JOINABLE = frozenset({"held", "paused_hold"})
+
+
+def _joined_hold(tx: Tx, notice: Notice, since: float) -> str | None:
+    """A decision held for a target that already has a held notice within the coalesce window joins it: on-call
+    gets one message per target and hold, not one per alert."""
+    if notice.kind not in _JOINABLE or notice.incident is not None or not notice.target:
+        return None
+    return tx.open_notice(notice.kind, notice.target, since)
 
 
 def _incident_key(tx: Tx, notice: Notice, now: float) -> tuple[str | None, list[str]]:

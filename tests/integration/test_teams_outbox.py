@@ -133,7 +133,9 @@ async def test_a_rollback_gives_one_slack_message_and_one_teams_card_and_each_fo
         _, reply = await slack.wait_delivered(2)
         _, update = await teams.wait_delivered(2)
         assert reply.body["thread_ts"] == "1700000000.000001"  # Slack threads; Teams names the incident instead
-        assert update.headline.startswith(f"Update on incident {record.incident}: Resolved: CanaryHighErrorRate (")
+        assert update.headline.startswith(
+            f"Update on shop/checkout-canary (incident {record.incident}): Resolved: CanaryHighErrorRate ("
+        )
         assert update.headline.endswith(") is no longer firing.")
         await asyncio.sleep(0.3)  # give a duplicate every chance to show up
         assert len(slack.requests) == 2 and len(teams.requests) == 2

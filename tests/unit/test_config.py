@@ -30,6 +30,13 @@ def secret_dir(tmp_path: Path) -> Path:
     (directory / "webhook-token").write_text(WEBHOOK_TOKEN + "\n")
     (directory / "admin-token").write_text(ADMIN_TOKEN)
     (directory / "hmac-key").write_text(f"  {HMAC_KEY}  \n")
+    # check-config loads the kubeconfig it names (issue 14): a real one, with the context the config asks for
+    (directory / "kubeconfig").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: staging\n"
+        "clusters: [{name: staging, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: staging, user: {token: t}}]\n"
+        "contexts: [{name: staging, context: {cluster: staging, user: staging}}]\n"
+    )
     return directory
 
 
@@ -54,7 +61,7 @@ def full_config(secret_dir: Path) -> str:
           admin_token: {{file: {secret_dir}/admin-token}}
         kubernetes:
           mode: kubeconfig
-          kubeconfig: /etc/kube/config
+          kubeconfig: {secret_dir}/kubeconfig
           context: staging
           request_timeout: 2500ms
         safety:
@@ -124,7 +131,7 @@ def test_full_config_loads(tmp_path: Path, secret_dir: Path) -> None:
 
     assert (settings.listen.host, settings.listen.port, settings.listen.body_limit_bytes) == ("127.0.0.1", 9000, 65536)
     assert settings.kubernetes.mode == "kubeconfig"
-    assert settings.kubernetes.kubeconfig == Path("/etc/kube/config")
+    assert settings.kubernetes.kubeconfig == secret_dir / "kubeconfig"
     assert settings.kubernetes.request_timeout == timedelta(milliseconds=2500)
     assert settings.safety.allowed_namespaces == ["shop", "payments"]
     assert settings.safety.marker == ("track", "canary")
@@ -579,3 +586,18 @@ def test_body_timeout_defaults_to_ten_seconds_and_must_be_positive() -> None:
     listen = {"listen": {"body_timeout": "500ms"}}
     assert parse_settings(minimal() | listen).listen.body_timeout == timedelta(milliseconds=500)
     assert config_error(minimal() | {"listen": {"body_timeout": 0}}).startswith("listen.body_timeout: ")
+
+
+def test_a_delegate_target_owns_no_routing_and_no_stable_guard() -> None:
+    """Flagger and Argo Rollouts own the canary's routing: a traffic object or an Ingress given with a delegate
+    would never be used, so the file is refused rather than half obeyed."""
+    for delegate in ("flagger", "argo-rollouts"):
+        document = minimal()
+        document["targets"] = [{"name": "d", "deployment": "{app}", "delegate": delegate, "ingress": "{app}-canary"}]
+        assert f"delegate: {delegate} owns the canary's routing: drop ['ingress']" in config_error(document)
+        document["targets"] = [{"name": "d", "deployment": "{app}", "delegate": delegate}]
+        [rule] = parse_settings(document).core().targets
+        assert (rule.traffic, rule.stable, rule.delegate) == ((), "", delegate)
+    document = minimal()
+    document["targets"] = [{"name": "d", "delegate": "spinnaker"}]
+    assert "delegate" in config_error(document)

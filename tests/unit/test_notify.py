@@ -79,7 +79,7 @@ def test_rollback_message_has_headline_alerts_metrics_actions_links_and_commands
     assert "https://runbooks/default" in text  # no runbook annotation: the configured default
     assert "https://responder.example.com/api/v1/incidents/shop:checkout-canary:20261127T204426.695970Z" in text
     assert "canary-responder replay --notification-id 7 " in text
-    assert "canary-responder replay --notification-id 7 --execute" in text
+    assert "canary-responder replay --notification-id 7 --force --execute" in text
     assert "canary-responder restore shop checkout-canary" in text
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in message.blocks)
 

@@ -221,8 +221,8 @@ def test_rollback_card_carries_the_same_content_as_the_slack_message() -> None:
     )
     assert buttons(card) == link_list(incident(), LINKS)
     assert ("Audit record", f"https://responder.example.com/api/v1/incidents/{ID}") in buttons(card)
-    assert "canary-responder replay --notification-id 7            # dry-run: decisions and plan" in seen
-    assert "canary-responder replay --notification-id 7 --execute --force  # act again anyway" in seen
+    assert "canary-responder replay --notification-id 7 --force  # dry-run: what it would decide now" in seen
+    assert "canary-responder replay --notification-id 7 --force --execute  # act again anyway" in seen
     assert "canary-responder restore shop checkout-canary  # undo the rollback" in seen
     assert f"incident {ID}" in seen
     headings = [n["text"] for n in card["body"] if n["type"] == "TextBlock"]

@@ -155,6 +155,14 @@ class SqlReader:
         )
         return [str(r[0]) for r in self.conn.execute(sql, (limit,))]
 
+    def open_notice(self, kind: str, target: str, since: float) -> str | None:
+        sql = (
+            "SELECT incident FROM outbox WHERE role='incident' AND kind=? AND target=? AND created_at >= ?"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        row = self.conn.execute(sql, (kind, target, since)).fetchone()
+        return str(row[0]) if row else None
+
     # -- GitOps webhooks --
 
     def due_gitops(self, now: float, limit: int = 20) -> list[GitopsRow]:

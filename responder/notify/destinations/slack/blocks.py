@@ -21,6 +21,7 @@ from responder.notify.incident import (
     link_list,
     metric_rows,
     ordered_steps,
+    unthreaded,
     verdict,
 )
 
@@ -49,14 +50,12 @@ def incident_message(incident: Incident, links: Links) -> SlackMessage:
                 f"*Reason*\n{_esc(_clip(incident.reason or '-', 1900))}",
             ]
         ),
-        _section("*Alerts*\n" + ("\n".join(_alert_line(a) for a in incident.alerts) or "_none recorded_")),
+        _section(_alerts_text(incident, links)),
         _section("*Canary vs stable at decision time*\n" + _metrics_text(incident.metrics)),
     ]
     if incident.steps:
         blocks.append(_section("*Actions*\n" + "\n".join(_step_line(n, s) for n, s in ordered_steps(incident.steps))))
-    found = link_list(incident, links)
-    if found:
-        blocks.append(_section("*Links*\n" + " · ".join(f"<{_esc_url(url)}|{_esc(label)}>" for label, url in found)))
+    blocks += _link_blocks(link_list(incident, links))
     cmds = commands(incident)
     if cmds:
         blocks.append(_section("*Replay and undo*\n```" + _esc("\n".join(cmds)) + "```"))
@@ -70,7 +69,7 @@ def followup_message(
     """A thread reply (bot token), or a new message that names the incident (incoming webhook: no threads)."""
     line = followup_text(kind, data)
     if not threaded:
-        line = f"Update on incident {incident_id}: {line}"
+        line = unthreaded(incident_id, data, line)
     blocks = [
         _section(_esc(line)),
         {
@@ -97,6 +96,58 @@ def fallback_message(incident_id: str, kind: str, target: str | None, error: str
     context = f"<{_esc_url(audit_link(incident_id, links))}|Audit record> · incident `{_esc(incident_id)}`"
     blocks = [_section(_esc(line)), {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}]
     return SlackMessage(text=line, blocks=blocks)
+
+
+def _alerts_text(incident: Incident, links: Links) -> str:
+    """The alerts, as many as fit whole; the rest counted, with the link to the full record."""
+    lines = [_alert_line(a) for a in incident.alerts]
+    if not lines:
+        return "*Alerts*\n_none recorded_"
+    record = f"<{_esc_url(audit_link(incident.id, links))}|incident record>"
+    room = _SECTION_LIMIT - len("*Alerts*\n") - len(f"\n… and {len(lines)} more: ") - len(record)
+    shown: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in shown) + len(line) > room:
+            break
+        shown.append(line)
+    if not shown:  # one alert longer than a section on its own: its line is clipped, never a link
+        shown = [_clip(lines[0], room)]
+    rest = len(lines) - len(shown)
+    tail = f"\n… and {rest} more: {record}" if rest else ""
+    return "*Alerts*\n" + "\n".join(shown) + tail
+
+
+_LINK_RANK = ("Dashboard", "Runbook", "Audit record", "Incident")
+
+
+def _link_blocks(found: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Links in their own blocks, never cut: the ones on-call needs first, alert sources deduplicated, and a
+    link longer than a whole section left out (saying so) rather than clipped into a dead link."""
+    ranked = sorted(found, key=lambda p: next((i for i, r in enumerate(_LINK_RANK) if p[0].startswith(r)), 9))
+    seen: set[str] = set()
+    items: list[str] = []
+    too_long: list[str] = []
+    for label, url in ranked:
+        if url in seen:
+            continue
+        seen.add(url)
+        item = f"<{_esc_url(url)}|{_esc(label)}>"
+        if len(item) > _SECTION_LIMIT - len("*Links*\n"):
+            too_long.append(label)
+        else:
+            items.append(item)
+    if too_long:
+        items.append(_esc(f"({', '.join(too_long)}: link too long for Slack, see the incident record)"))
+    blocks: list[dict[str, Any]] = []
+    text = "*Links*\n"
+    for item in items:
+        if len(text) + len(item) + 3 > _SECTION_LIMIT:
+            blocks.append(_section(text))
+            text = ""
+        text += (" · " if text and not text.endswith("\n") else "") + item
+    if items:
+        blocks.append(_section(text))
+    return blocks
 
 
 def _alert_line(alert: Mapping[str, Any]) -> str:

@@ -37,6 +37,7 @@ from responder.notify.incident import (
     link_list,
     metric_rows,
     ordered_steps,
+    unthreaded,
     verdict,
 )
 
@@ -102,7 +103,7 @@ def followup_card(
     a Teams webhook; a reply in a thread would not repeat the incident)."""
     line = followup_text(kind, data)
     if not threaded:
-        line = f"Update on incident {incident_id}: {line}"
+        line = unthreaded(incident_id, data, line)
     line = _clip(line, 2000)
     failed = kind in ("failed", "action_failed", "retry_stopped") or data.get("status") == "failed"
     style = "attention" if failed else {"resolved": "good", "restored": "good"}.get(kind, "emphasis")
