@@ -47,6 +47,25 @@ HERE = Path(__file__).resolve().parent
 TOKEN = "storm-token-0123456789"
 
 
+def critical_marks(db: Path) -> dict[str, tuple[float, float]]:
+    """Per app: when its rollback intent and its traffic step's write-ahead record were appended to the audit chain
+    (the entries' ``ts``, taken in the writer's transaction just before its commit), as Unix times."""
+    marks: dict[str, dict[str, float]] = {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT kind, target, ts, json_extract(data, '$.step') FROM audit"
+            " WHERE kind IN ('rollback.intent', 'action.intent') ORDER BY seq"
+        )
+        for kind, target, ts, step in rows:
+            app = str(target).split("/")[-1].removesuffix("-canary")
+            traffic_step = str(step).startswith("traffic_off")
+            name = "intent" if kind == "rollback.intent" else "write_ahead" if traffic_step else ""
+            if name:
+                at = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+                marks.setdefault(app, {}).setdefault(name, at)
+    return {app: (m["intent"], m["write_ahead"]) for app, m in marks.items() if len(m) == 2}
+
+
 def db_counts(db: Path) -> dict[str, Any]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
@@ -199,6 +218,29 @@ async def storm(args: argparse.Namespace) -> None:
         for label, values in (("of which webhook -> 200 (durable)", ack), ("and 200 -> traffic off", rest)):
             print(
                 f"     {label:<33} p50 {statistics.median(values):7.1f} ms"
+                f"   p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms"
+            )
+    marks = critical_marks(workdir / "responder.db")
+    stages = [
+        (
+            (marks[a][0] - accepted_at[a]) * 1000,
+            (marks[a][1] - marks[a][0]) * 1000,
+            (traffic[a] - marks[a][1]) * 1000,
+        )
+        for a in first
+        if a in traffic and a in accepted_at and a in marks
+    ]
+    if stages:
+        print("     200 -> traffic off, by stage (from the audit entries' times):")
+        labels = (
+            "200 -> intent's tx runs",  # the decide loop, then the wait for the store's thread
+            "-> write-ahead's tx runs",  # the intent's commit, the lane's check, the wait for the store again
+            "-> Ingress patched",  # the write-ahead's commit, the PATCH
+        )
+        for i, label in enumerate(labels):
+            values = [stage[i] for stage in stages]
+            print(
+                f"       {label:<31} p50 {statistics.median(values):7.1f} ms"
                 f"   p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms"
             )
     print(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,7 +206,19 @@ class AlertEvent:
         return self.labels.get("alertname", "")
 
     def with_ids(self, *, event_id: int, notification_id: int) -> AlertEvent:
-        return replace(self, event_id=event_id, notification_id=notification_id)
+        # Spelled out rather than dataclasses.replace, which inspects the fields on every call (once per stored event).
+        return AlertEvent(
+            self.fingerprint,
+            self.status,
+            self.starts_at,
+            self.ends_at,
+            self.labels,
+            self.annotations,
+            self.generator_url,
+            event_id,
+            notification_id,
+            self.forced,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +299,9 @@ class EventView:
 
 def iso(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, microseconds kept: how every time is written down (audit, records)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"  # an aware UTC time always ends in "+00:00"
 
 
 def parse_iso(text: str) -> datetime:

@@ -83,6 +83,8 @@ async def read_body(request: web.Request) -> bytes:
         return b""
     seconds = listen.body_timeout.total_seconds()
     try:
+        if request.content.is_eof():  # the whole body is in already (the usual case): nothing to wait for
+            return await request.read()
         async with asyncio.timeout(seconds):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -25,7 +25,7 @@ def canonical(value: Any) -> bytes:
 def entry_hash(prev: str, body: dict[str, Any], key: bytes | None) -> str:
     message = prev.encode() + canonical(body)
     if key:
-        return hmac.new(key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(key, message, "sha256").hex()  # one-shot: the same value as hmac.new(...).hexdigest()
     return hashlib.sha256(message).hexdigest()
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from responder.core.decide import CoreSettings, Decision, DecisionCore
-from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode
+from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, iso, parse_iso
 from responder.core.rules import PolicyRule, TargetRule, TrafficTemplate
 from responder.core.webhook import WebhookNotification, to_event
 
@@ -308,3 +308,31 @@ def test_delivering_a_resolution_never_acts_even_mid_incident(sequence: list[Ste
         if isinstance(item, Ev) and item.status is AlertStatus.RESOLVED:
             assert {d.outcome for d in decisions} <= {Outcome.RESOLVED, Outcome.DUPLICATE, Outcome.CANCELLED}
             assert not any(d.acts for d in decisions)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.builds(timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))),
+    )
+)
+def test_iso_writes_any_aware_time_as_utc_with_a_z_and_reads_back_the_same_instant(moment: datetime) -> None:
+    text = iso(moment)
+    assert text == moment.astimezone(UTC).isoformat().replace("+00:00", "Z")  # the form every record holds
+    assert text.endswith("Z") and "+" not in text
+    assert parse_iso(text) == moment
+
+
+def test_with_ids_changes_the_ids_and_nothing_else() -> None:
+    event = AlertEvent(
+        fingerprint="f1",
+        status=AlertStatus.RESOLVED,
+        starts_at=T0,
+        ends_at=T0 + COOLDOWN,
+        labels={"alertname": "A"},
+        annotations={"summary": "s"},
+        generator_url="http://p",
+        forced=True,
+    )
+    assert event.with_ids(event_id=7, notification_id=3) == replace(event, event_id=7, notification_id=3)

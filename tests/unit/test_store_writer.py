@@ -82,6 +82,28 @@ async def test_an_audit_entry_of_a_rejected_write_leaves_no_gap_in_the_chain(sto
     assert (await store.verify()).ok
 
 
+async def test_audit_entries_around_a_rejected_write_in_one_batch_are_all_kept_in_order(store: Store) -> None:
+    """The audit rows of a batch are inserted together at its end: a write rejected in the middle must take only
+    its own entries with it, whether they were appended before or after the others'."""
+
+    def two_then_fail(tx: Tx) -> None:
+        tx.append_audit("half", {"n": 1})
+        tx.append_audit("half", {"n": 2})
+        raise ValueError("a bug after appending")
+
+    def two(kind: str) -> Any:
+        return lambda tx: [tx.append_audit(kind, {"n": n}) for n in (1, 2)]
+
+    results = await asyncio.gather(
+        store.submit(two("before")), store.submit(two_then_fail), store.submit(two("after")), return_exceptions=True
+    )
+    assert isinstance(results[1], WriteRejected)
+    entries = await store.audit_entries()
+    assert [(e.kind, e.data["n"]) for e in entries] == [("before", 1), ("before", 2), ("after", 1), ("after", 2)]
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    assert (await store.verify()).ok
+
+
 async def test_a_storage_failure_fails_the_batch_and_the_writer_goes_on(store: Store) -> None:
     await set_read_only(store, True)
     with pytest.raises(StoreUnavailable):

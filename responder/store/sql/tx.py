@@ -19,11 +19,20 @@ from responder.store.sql.reads import _OUTBOX_COLUMNS, SqlReader, event_summary,
 __all__ = ["SqlReader", "SqlTx"]
 
 
+_INSERT_AUDIT = "INSERT INTO audit (seq, ts, kind, target, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?,?)"
+
+
 class SqlTx(SqlReader):
+    """The writes of one transaction. Audit entries are hashed as they are appended (the chain is sequential) but
+    their rows are inserted together by :meth:`flush_audit`, one ``executemany`` per write or per batch: the writer
+    flushes before it commits (and inside each write's savepoint when it isolates writes), so nothing reads the
+    ``audit`` table between an append and its flush."""
+
     def __init__(self, conn: Conn, dialect: Dialect, chain: Chain, key: bytes | None) -> None:
         super().__init__(conn, dialect)
         self.chain = chain
         self.key = key
+        self._audit_rows: list[tuple[Any, ...]] = []
 
     # -- audit --
 
@@ -35,14 +44,21 @@ class SqlTx(SqlReader):
         ts = iso(datetime.now(UTC))
         body = {"seq": seq, "ts": ts, "kind": kind, "target": target, "actor": actor, "data": data}
         digest = entry_hash(chain.hash, body, self.key)
-        self.conn.execute(
-            "INSERT INTO audit (seq, ts, kind, target, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?,?)",
-            (seq, ts, kind, target, actor, canonical(data).decode(), chain.hash, digest),
-        )
+        self._audit_rows.append((seq, ts, kind, target, actor, canonical(data).decode(), chain.hash, digest))
         entry = AuditEntry(seq, ts, kind, target, actor, data, chain.hash, digest)
         chain.seq, chain.hash = seq, digest
         chain.written.append(entry)
         return entry
+
+    def flush_audit(self) -> None:
+        """Insert the audit rows appended since the last flush (they are forgotten even if the insert raises: the
+        writer then rolls back the transaction or the write's savepoint, and the chain's head with it)."""
+        rows, self._audit_rows = self._audit_rows, []
+        if rows:
+            self.conn.executemany(_INSERT_AUDIT, rows)
+
+    def discard_audit(self) -> None:
+        self._audit_rows = []
 
     # -- the inbox --
 
