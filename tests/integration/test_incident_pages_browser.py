@@ -2,7 +2,8 @@
 ``executable_path``): opened from the link in a captured Slack message, the timeline in order, the evidence of an
 OOMKilled canary, hostile alert labels, annotations and log lines shown as text with no script running (detected
 by its side effect on ``window`` and by ``alert()`` dialogs), readable at phone width, and expired and forged links
-refused. Writes the screenshots shown in the README (docs/images/, or $PAGE_SCREENSHOTS).
+refused. Writes its screenshots to $PAGE_SCREENSHOTS, else to a directory under the system's temporary directory
+(a test run never dirties the checkout); `PAGE_SCREENSHOTS=docs/images` refreshes the ones the README shows.
 
 Without chromium or Playwright the test is skipped, unless REQUIRE_BROWSER=1 (scripts/test.sh sets it): then it
 fails, so CI cannot pass by skipping it.
@@ -11,6 +12,7 @@ fails, so CI cannot pass by skipping it.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,7 @@ from responder.testing.seeds import LogSeed
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("PAGE_SCREENSHOTS") or REPO / "docs" / "images")
+SHOTS = Path(os.environ.get("PAGE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "canary-responder-screenshots")
 HOSTILE_LOG = "2026-11-27T12:00:01Z ERROR payload <script>window.__pwned = 'log'</script> rejected\n"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
