@@ -29,7 +29,10 @@ only routes that send it traffic:
   ``stable_subset`` (the canary destination with that host and/or subset) or else from the VirtualService: the
   one non-canary destination of the routes that split traffic with the canary, else of the routes without
   ``match``, else of all other routes (narrowed to the canary's host when several). When none, or several, are
-  found, :meth:`IstioVirtualService.check` raises :class:`SwitchProblem` and nothing is changed.
+  found, that route is left as it is and reported (:meth:`IstioVirtualService.leftover`): the other routes, the
+  other traffic objects and the scale-down still happen, and the rollback ends PARTIAL, "manual action required"
+  (as for an HTTPRoute rule with no stable Service). Only a VirtualService with no route naming the canary, or
+  stable options that name the canary itself, fail :meth:`IstioVirtualService.check` (nothing is changed).
 
 TCP and TLS routes (``spec.tcp``, ``spec.tls``) and delegate VirtualServices are not looked at.
 
@@ -47,10 +50,22 @@ from typing import Any
 
 from responder.traffic.base import Api, Json, Switch, SwitchProblem, register, spec
 
-__all__ = ["Canary", "IstioVirtualService", "canary_is_off", "canary_routes", "stable_destination", "turn_canary_off"]
+__all__ = [
+    "Canary",
+    "IstioVirtualService",
+    "NoStable",
+    "canary_is_off",
+    "canary_routes",
+    "stable_destination",
+    "turn_canary_off",
+]
 
 Routes = Sequence[Mapping[str, Any]]
 Dest = dict[str, Any]  # an HTTPRouteDestination: {"destination": {...}, "weight": int, ...}
+
+
+class NoStable(SwitchProblem):
+    """A canary-only route has no stable destination to be pointed at (none found, or several)."""
 
 
 class Canary:
@@ -130,23 +145,29 @@ def canary_is_off(routes: Routes, canary: Canary) -> bool:
     return not any(_live(route, canary) for route in routes)
 
 
-def turn_canary_off(routes: Routes, canary: Canary) -> list[dict[str, Any]]:
-    """The routes with nothing sent to the canary (see the module docstring); the input is not modified. Raises
-    :class:`SwitchProblem` when no route names the canary, or a route must be pointed at a stable destination
-    that cannot be found."""
+def turn_canary_off(routes: Routes, canary: Canary) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """The routes with nothing sent to the canary wherever that can be done (see the module docstring), and the
+    canary-only routes that cannot, each with why (no or several stable destinations); the input is not
+    modified. Raises :class:`SwitchProblem` when no route names the canary, or the stable options name the
+    canary itself."""
     if not canary_routes(routes, canary):
         raise SwitchProblem(f"no HTTP route has a destination matching the canary {canary.describe()}")
     new_routes = [copy.deepcopy(dict(route)) for route in routes]
+    stuck: list[tuple[int, str]] = []
     for i, route in enumerate(routes):
         if not _live(route, canary):
             continue
         dests, at = _dests(route), _canary_at(route, canary)
         if len(at) < len(dests):
             new_routes[i]["route"] = _shift(dests, at)
-        else:
+            continue
+        try:
             stable = stable_destination(routes, canary, base=_destination(dests[at[0]]), route=i)
-            new_routes[i]["route"] = _point_at(dests, stable)
-    return new_routes
+        except NoStable as problem:
+            stuck.append((i, str(problem)))
+            continue
+        new_routes[i]["route"] = _point_at(dests, stable)
+    return new_routes, stuck
 
 
 def _shift(dests: list[Mapping[str, Any]], canary: list[int]) -> list[Dest]:
@@ -188,11 +209,11 @@ def stable_destination(routes: Routes, canary: Canary, *, base: Mapping[str, Any
             return candidates[0]
         if candidates:
             hosts = ", ".join(_label(c) for c in candidates)
-            raise SwitchProblem(
+            raise NoStable(
                 f"HTTP route {route} sends only to the canary and the stable destination is ambiguous ({hosts}):"
                 " set stable_host and/or stable_subset"
             )
-    raise SwitchProblem(
+    raise NoStable(
         f"HTTP route {route} sends only to the canary and no stable destination is known:"
         " set stable_host and/or stable_subset"
     )
@@ -259,13 +280,26 @@ class IstioVirtualService(Switch):
         return {"http": copy.deepcopy(spec(body).get("http"))}
 
     def check(self, body: Mapping[str, Any]) -> None:
-        turn_canary_off(self._routes(body), self._canary())  # raises SwitchProblem when it cannot be done
+        turn_canary_off(self._routes(body), self._canary())  # raises SwitchProblem when nothing can be done
 
     def is_off(self, body: Mapping[str, Any]) -> bool:
-        return canary_is_off(self._routes(body), self._canary())
+        """Nothing more can be done: no route sends the canary traffic, or only routes with no stable to take it."""
+        routes, canary = self._routes(body), self._canary()
+        return canary_is_off(routes, canary) or turn_canary_off(routes, canary)[0] == [dict(r) for r in routes]
 
     def turn_off(self, body: Mapping[str, Any]) -> Json:
-        return {"spec": {"http": turn_canary_off(self._routes(body), self._canary())}}
+        return {"spec": {"http": turn_canary_off(self._routes(body), self._canary())[0]}}
+
+    def leftover(self, body: Mapping[str, Any]) -> str | None:
+        routes, canary = self._routes(body), self._canary()
+        if canary_is_off(routes, canary):
+            return None
+        _, stuck = turn_canary_off(routes, canary)
+        if not stuck:
+            return None
+        which = ", ".join(_route_label(routes[i], i) for i, _ in stuck)
+        why = "; ".join(reason for _, reason in stuck)
+        return f"HTTP route(s) {which} of VirtualService {self.ref.name} still send to the canary ({why})"
 
     def restore(self, body: Mapping[str, Any], before: Mapping[str, Any]) -> Json:
         return {"spec": {"http": copy.deepcopy(before.get("http"))}}  # None (there was no list): removed again

@@ -17,6 +17,7 @@ from responder.adapters.kube import KubeCluster, open_cluster
 from responder.core.model import FailureReason, ObjectView, Step, StepResult, TargetRef, TrafficRef
 from responder.engine import restore_point
 from responder.engine.executor import RetryPolicy, SafetyRules, StepOutcome, execute_restore, execute_rollback
+from responder.engine.lanes import final_status
 from responder.store import RollbackRecord
 from responder.testing.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
 from responder.traffic import Api
@@ -222,15 +223,21 @@ async def test_a_concurrent_edit_between_read_and_patch_is_not_overwritten(mesh:
     assert step.before["http"][3]["route"][1]["weight"] == 30  # the before-value is the read the write followed
 
 
-async def test_no_stable_destination_fails_before_anything_is_mutated() -> None:
+async def test_without_a_stable_destination_the_rest_is_done_and_the_rollback_is_partial() -> None:
+    """A VirtualService whose only route sends to the canary and names no stable destination: the route is left as
+    it is (never pointed at a guess) and reported, the scale-down still happens, the rollback ends PARTIAL."""
     only_canary = [{"name": "all", "route": [dest("checkout-canary")]}]
     async with run_emulator([*sample_canary_objects(NS, "checkout"), vs_object(routes=only_canary)]) as (emu, url):
         cluster = await open_cluster(host=url)
         try:
             outcomes = await rollback(cluster)
-            assert results(outcomes) == [(Step.CHECK, StepResult.FAILED)]
-            assert outcomes[0].reason is FailureReason.INVALID and "stable" in outcomes[0].message
-            assert emu.mutations == []
+            assert results(outcomes)[:2] == [(Step.CHECK, StepResult.DONE), (Step.TRAFFIC_OFF, StepResult.NOOP)]
+            off_step = outcomes[1]
+            assert off_step.reason is FailureReason.INCOMPLETE
+            assert "manual action required" in off_step.message and "set stable_host" in off_step.message
+            assert final_status(outcomes) == "partial"
+            assert [m.kind for m in emu.mutations if m.kind != "Event"] == ["Deployment"]  # the scale-down only
+            assert http(emu)[0]["route"] == [dest("checkout-canary")]
             # With the stable host named, the same VirtualService can be turned off.
             named = vs_target(ref=vs_ref(canary_host="checkout-canary", stable_host="checkout"))
             outcomes = await rollback(cluster, named)

@@ -194,29 +194,33 @@ def test_a_route_without_the_canary_is_untouched_and_the_canary_is_recognised_by
     assert weights(new, 1) == [100, 0]
 
 
-# -- when the canary cannot be turned off: check fails, nothing is changed --
+# -- when a canary-only route has no stable destination: the rest is done, the route is reported --
 
 
-def test_no_stable_destination_is_a_switch_problem() -> None:
+def test_no_stable_destination_leaves_that_route_and_reports_it() -> None:
     body = virtual_service(header_route(dest("checkout-canary")), {"route": [dest("checkout-canary")]})
-    with pytest.raises(SwitchProblem, match="no stable destination"):
-        switch().check(body)
-    with pytest.raises(SwitchProblem):
-        switch().turn_off(body)
-    # The option names it: then it can be done.
+    switch().check(body)  # not a reason for the whole rollback to do nothing (other objects, the scale-down)
+    assert off(body) == body  # the canary-only routes are left as they are: never pointed at a guess
+    assert switch().is_off(body)  # nothing more can be done here
+    leftover = switch().leftover(body)
+    assert leftover is not None and "canary-by-header, #1 of VirtualService checkout" in leftover
+    assert "no stable destination is known: set stable_host and/or stable_subset" in leftover
+    # The option names it: then it can be done, and nothing is left over.
     new = off(body, canary_host="checkout-canary", stable_host="checkout")
     assert [hosts(new, i) for i in (0, 1)] == [["checkout", "checkout-canary"]] * 2
     assert new["spec"]["http"][0]["route"][0]["destination"] == {"host": "checkout", "port": {"number": 80}}
+    assert switch(canary_host="checkout-canary", stable_host="checkout").leftover(new) is None
 
 
-def test_an_ambiguous_stable_destination_is_a_switch_problem() -> None:
+def test_an_ambiguous_stable_destination_is_reported_not_guessed() -> None:
     body = virtual_service(
         header_route(dest("checkout-canary")),
         {"match": [{"uri": {"prefix": "/a"}}], "route": [dest("checkout-a")]},
         {"match": [{"uri": {"prefix": "/b"}}], "route": [dest("checkout-b")]},
     )
-    with pytest.raises(SwitchProblem, match="ambiguous"):
-        switch().check(body)
+    switch().check(body)
+    assert off(body) == body  # never pointed at a guess
+    assert "ambiguous (checkout-a, checkout-b)" in (switch().leftover(body) or "")
     assert hosts(off(body, canary_host="checkout-canary", stable_host="checkout-b")) == [
         "checkout-b",
         "checkout-canary",
@@ -249,7 +253,9 @@ def test_stable_options_naming_the_canary_are_refused() -> None:
 def test_is_off() -> None:
     assert switch().is_off(virtual_service(copy.deepcopy(PRIMARY), name="x")) is False
     assert switch().is_off(virtual_service({"route": [dest("checkout", 100), dest("checkout-canary", 0)]}))
-    assert not switch().is_off(virtual_service({"route": [dest("checkout-canary", 0)]}))  # alone: takes everything
+    alone = virtual_service({"route": [dest("checkout-canary", 0)]})  # alone it takes everything, whatever its weight
+    assert not switch(canary_host="checkout-canary", stable_host="checkout").is_off(alone)
+    assert switch().is_off(alone) and switch().leftover(alone)  # no stable known: nothing more to do, reported
     assert switch().is_off(virtual_service({"route": [dest("checkout")]}))
 
 
