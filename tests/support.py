@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import socket
@@ -20,12 +21,17 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp.test_utils import TestServer
+from fake_cluster import FakeCluster
 
-from responder.app import build_app
+from responder.app import build_app, engine_options
 from responder.config import load_settings
+from responder.core.decide import DecisionCore
+from responder.core.webhook import WebhookNotification, to_event
+from responder.engine import Engine
 from responder.http.server import RUNTIME, Services
 from responder.metrics import Metrics
 from responder.ports import ClusterPort
+from responder.store import Store
 
 WEBHOOK_TOKEN = "wh-token-0123456789abcdef"
 WEBHOOK_TOKEN_NEXT = "wh-token-next-fedcba9876543210"
@@ -246,3 +252,35 @@ def record_of(outcomes: Any, target: Any) -> Any:
         steps={o.id: {"result": o.result.value, "before": o.before, "after": o.after} for o in outcomes},
         cites=[],
     )
+
+
+def bare_engine(config: Path, store: Store, cluster: ClusterPort, **options: Any) -> Engine:
+    """An engine on its own (no HTTP) from a configuration file, over a store and a cluster the test controls;
+    ``options`` replace fields of the engine options the configuration gives."""
+    settings, _ = load_settings(config, {})
+    return Engine(
+        core=DecisionCore(settings.core()),
+        store=store,
+        cluster=cluster,
+        metrics=Metrics(),
+        options=dataclasses.replace(engine_options(settings), **options),
+    )
+
+
+async def stop_at_call(engine: Engine, fake: FakeCluster, method: str) -> None:
+    """Start ``engine``, hand it one alert, and stop it the moment its rollback calls ``method`` of the fake
+    cluster, that call never answered: a process dying with the call in flight."""
+    reached = asyncio.Event()
+
+    async def hold(called: str, call: tuple[Any, ...]) -> None:
+        if called == method:
+            reached.set()
+            await asyncio.Event().wait()  # never returns: the engine is stopped while it waits
+
+    fake.before_call = hold
+    await engine.start()
+    event = to_event(WebhookNotification.model_validate(notification(alert())).alerts[0])
+    await engine.accept(b"{}", [event], {}, received_at=0.0)
+    await asyncio.wait_for(reached.wait(), 5)
+    await engine.stop()
+    fake.before_call = None

@@ -21,6 +21,7 @@ usage: source_tests.py OUT_DIR      writes OUT_DIR/<source>/source.yaml for ever
 
 from __future__ import annotations
 
+import abc
 import math
 import pathlib
 import re
@@ -128,12 +129,14 @@ def _buckets(bounds_s: tuple[float, ...], profile: dict[float, float]) -> Iterat
         yield bound, min(1.0, sum(share for upper, share in profile.items() if upper <= bound))
 
 
-class Source:
+class Source(abc.ABC):
+    """One metrics source: the series its exporter emits for a scenario's track (each subclass says which)."""
+
     name: str
     doc: str
 
-    def series(self, scenario: Scenario, track_name: str, track: Track) -> Iterator[dict[str, str]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def series(self, scenario: Scenario, track_name: str, track: Track) -> Iterator[dict[str, str]]: ...
 
     def extra(self) -> Iterator[dict[str, str]]:
         return iter(())

@@ -64,12 +64,13 @@ def plan_steps(
 ) -> list[Planned]:
     """The steps a rollback of ``target`` runs, in order (``skip``: step ids already done, resuming)."""
     if target.delegate == ARGO_ROLLOUTS:  # the Rollouts controller moves traffic and pods once its update is aborted
-        return [Planned(Step.ABORT)] if Planned(Step.ABORT).id not in skip else []
-    if target.delegate:  # another controller rolls it back (Flagger asks the gate): nothing to run here
-        return [Planned(Step.DELEGATE)]
-    steps = [Planned(Step.CHECK), *(Planned(Step.TRAFFIC_OFF, ref) for ref in target.traffic)]
-    steps += [*([Planned(Step.EVIDENCE)] if evidence else []), Planned(Step.SCALE_ZERO)]
-    steps += [*([Planned(Step.ANNOTATE)] if annotate else []), Planned(Step.EVENT)]
+        steps = [Planned(Step.ABORT)]
+    elif target.delegate:  # another controller rolls it back (Flagger asks the gate): the decision is the action
+        steps = [Planned(Step.DELEGATE)]
+    else:
+        steps = [Planned(Step.CHECK), *(Planned(Step.TRAFFIC_OFF, ref) for ref in target.traffic)]
+        steps += [*([Planned(Step.EVIDENCE)] if evidence else []), Planned(Step.SCALE_ZERO)]
+        steps += [*([Planned(Step.ANNOTATE)] if annotate else []), Planned(Step.EVENT)]
     return [s for s in steps if s.id not in skip]
 
 
@@ -109,9 +110,6 @@ async def execute_rollback(
     run.ignore_stable, run.evidence = ignore_stable, evidence
     if safety.refusal(target) is not None:
         await _finish(run, _namespace_refusal(target, safety), on_step=on_step)
-        return run.outcomes
-    if target.delegate and target.delegate != ARGO_ROLLOUTS:
-        await _finish(run, _delegated(target, dry_run=dry_run), on_step=on_step)
         return run.outcomes
     for planned in plan_steps(target, skip=skip, annotate=mark is not None, evidence=evidence is not None):
         outcome = await run_step(run, planned, ROLLBACK_BODIES[planned.step])
@@ -164,19 +162,6 @@ async def execute_restore(
 async def _finish(run: Run, outcome: StepOutcome, *, on_step: OnStep) -> None:
     run.outcomes.append(outcome)
     await on_step(outcome)
-
-
-def _delegated(target: TargetRef, *, dry_run: bool) -> StepOutcome:
-    """A canary another controller owns: the decision is the action (its rollback gate now answers "roll back")."""
-    return StepOutcome(
-        step=Step.DELEGATE,
-        result=StepResult.DRY_RUN if dry_run else StepResult.DONE,
-        before={},
-        after={"to": target.delegate},
-        attempts=1,
-        duration_s=0.0,
-        message=f"handed to {target.delegate}: it rolls the canary back when its rollback webhook asks the gate",
-    )
 
 
 def _namespace_refusal(target: TargetRef, safety: SafetyRules) -> StepOutcome:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from responder.core.model import FailureReason, ObjectView, StepResult
-from responder.engine.run import Body, Memo, Planned, Refusal, Run
+from responder.engine.run import Body, Memo, Planned, Refusal, Run, settled_body
 from responder.ports import ClusterError
 from responder.traffic.base import Api
 
@@ -107,7 +107,7 @@ async def abort(run: Run, memo: Memo, planned: Planned) -> Body:
     facts = rollout_facts(view.body)
     current = memo.observed(_public(facts))
     if facts["aborted"]:
-        return _settled(memo, current)
+        return settled_body(memo, current, current)
     if not _mid_update(facts):
         message = (
             f"rollout {run.target.key} is not mid-update (phase {facts['phase']}, no canary or preview ReplicaSet "
@@ -120,12 +120,6 @@ async def abort(run: Run, memo: Memo, planned: Planned) -> Body:
     await run.intend(current, wanted)
     patched = await _patch(run, view, ABORT)
     return StepResult.DONE, current, {**_public(rollout_facts(patched.body)), "aborted": True}
-
-
-def _settled(memo: Memo, current: dict[str, Any]) -> Body:
-    """Aborted already: NOOP if it was so from the start, DONE if an earlier write of ours landed."""
-    before = memo.settled(current)
-    return (StepResult.NOOP if before == current else StepResult.DONE), before, current
 
 
 async def retry(run: Run, memo: Memo, planned: Planned) -> Body:
@@ -143,8 +137,7 @@ async def retry(run: Run, memo: Memo, planned: Planned) -> Body:
         raise Refusal(FailureReason.CHANGED_SINCE, message, before=_public(facts))
     wanted = {**current, "aborted": False}
     if not facts["aborted"]:
-        before = memo.settled(current)
-        return (StepResult.NOOP if before == current else StepResult.DONE), before, current
+        return settled_body(memo, current, current)
     if run.dry_run:
         return StepResult.DRY_RUN, current, wanted
     await run.intend(current, wanted)

@@ -199,3 +199,10 @@ class Run:
 
 
 StepBody = Callable[[Run, Memo, Planned], Awaitable[Body]]
+
+
+def settled_body(memo: Memo, current: dict[str, Any], after: dict[str, Any]) -> Body:
+    """A step that finds its object already in the wanted state: NOOP if it was so from the start, DONE if an
+    earlier write of ours landed (the before-value is then that write's read)."""
+    before = memo.settled(current)
+    return (StepResult.NOOP if before == after else StepResult.DONE), before, after

@@ -12,7 +12,7 @@ from typing import Any
 from responder.core.model import DeploymentView, FailureReason, Step, StepResult, TrafficRef
 from responder.engine.evidence import capture
 from responder.engine.rollouts import abort, retry
-from responder.engine.run import Body, Memo, Planned, Refusal, Run, StepBody, TrafficPoint
+from responder.engine.run import Body, Memo, Planned, Refusal, Run, StepBody, TrafficPoint, settled_body
 from responder.ports import ClusterError
 from responder.traffic import SwitchProblem, TrafficSwitch, merged
 
@@ -25,12 +25,6 @@ REJECTED_INCIDENT = "canary-responder.io/incident"
 _REJECTED_KEEP = 10
 _READY_POLL_S = 1.0
 _MUTATING = frozenset({Step.TRAFFIC_OFF, Step.SCALE_ZERO})
-
-
-def _settled(memo: Memo, current: dict[str, Any], after: dict[str, Any]) -> Body:
-    """Already in the wanted state: NOOP if it was so from the start, DONE if an earlier write of ours landed."""
-    before = memo.settled(current)
-    return (StepResult.NOOP if before == after else StepResult.DONE), before, after
 
 
 def _note_leftover(run: Run, planned: Planned, leftover: str | None) -> None:
@@ -139,7 +133,7 @@ async def traffic_off(run: Run, memo: Memo, planned: Planned) -> Body:
     current = memo.observed(switch.snapshot(view.body))
     _note_leftover(run, planned, switch.leftover(view.body))
     if switch.is_off(view.body):
-        return _settled(memo, current, current)
+        return settled_body(memo, current, current)
     try:
         patch = switch.turn_off(view.body)
     except SwitchProblem as problem:
@@ -161,7 +155,7 @@ async def scale_zero(run: Run, memo: Memo, planned: Planned) -> Body:
     before = memo.observed({"replicas": scale.replicas})
     wanted: dict[str, Any] = {"replicas": 0}
     if scale.replicas == 0:
-        return _settled(memo, before, wanted)
+        return settled_body(memo, before, wanted)
     if run.dry_run:
         return StepResult.DRY_RUN, before, wanted
     await run.intend(before, wanted)
@@ -177,7 +171,7 @@ async def annotate(run: Run, memo: Memo, planned: Planned) -> Body:
     current = {k: deployment.annotations.get(k) for k in keys}
     seen = memo.observed({"annotations": current})
     if current[REJECTED_INCIDENT] == mark.incident:
-        return _settled(memo, seen, seen)
+        return settled_body(memo, seen, seen)
     known = [i for i in (current[REJECTED_IMAGES] or "").split(",") if i]
     images = list(dict.fromkeys([*deployment.images, *known]))[:_REJECTED_KEEP]
     wanted: dict[str, str | None] = {
@@ -280,7 +274,7 @@ async def scale_restore(run: Run, memo: Memo, planned: Planned) -> Body:
     if scale.replicas == point.replicas:
         if not run.dry_run:
             await _wait_ready(run, point.replicas)  # a restore run again after its pods were not ready in time
-        return _settled(memo, before, wanted)
+        return settled_body(memo, before, wanted)
     if run.dry_run:
         return StepResult.DRY_RUN, before, wanted
     await run.intend(before, wanted)
@@ -315,7 +309,7 @@ async def traffic_restore(run: Run, memo: Memo, planned: Planned) -> Body:
     view = await run.cluster.get_object(switch.api, namespace, ref.name)
     before = memo.observed(switch.snapshot(view.body))
     if before == item.before:
-        return _settled(memo, before, item.before)
+        return settled_body(memo, before, item.before)
     try:
         patch = switch.restore(view.body, item.before)
     except SwitchProblem as problem:
@@ -329,6 +323,14 @@ async def traffic_restore(run: Run, memo: Memo, planned: Planned) -> Body:
     return StepResult.DONE, before, switch.snapshot(patched.body)
 
 
+async def delegate(run: Run, memo: Memo, planned: Planned) -> Body:
+    """A canary another controller owns (Flagger): the decision is the action, nothing is read or changed; the
+    controller's rollback webhook now gets "roll back" from the gate."""
+    to = run.target.delegate
+    run.notes[planned.id] = f"handed to {to}: it rolls the canary back when its rollback webhook asks the gate"
+    return (StepResult.DRY_RUN if run.dry_run else StepResult.DONE), {}, {"to": to}
+
+
 ROLLBACK_BODIES: dict[Step, StepBody] = {
     Step.CHECK: check,
     Step.TRAFFIC_OFF: traffic_off,
@@ -337,6 +339,7 @@ ROLLBACK_BODIES: dict[Step, StepBody] = {
     Step.ANNOTATE: annotate,
     Step.EVENT: event,
     Step.ABORT: abort,
+    Step.DELEGATE: delegate,
 }
 RESTORE_BODIES: dict[Step, StepBody] = {
     Step.CHECK: restore_check,

@@ -5,20 +5,23 @@ the Rollout's ReplicaSets, Deployments or Ingresses: the Rollouts controller own
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_cluster import FakeCluster
-from support import ADMIN_TOKEN, Running, alert, notification, running_responder, write_config
+from support import (
+    ADMIN_TOKEN,
+    Running,
+    alert,
+    bare_engine,
+    notification,
+    running_responder,
+    stop_at_call,
+    write_config,
+)
 
-from responder.app import engine_options
-from responder.config import load_settings
-from responder.core.decide import DecisionCore
-from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
-from responder.metrics import Metrics
 from responder.store.sqlite import SqliteStore
 from responder.testing.emulator import Emulator
 
@@ -180,34 +183,13 @@ async def test_dry_run_changes_nothing(tmp_path: Path, cluster: tuple[Emulator, 
 
 
 def argo_engine(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> Engine:
-    settings, _ = load_settings(write_config(tmp_path, targets=[ARGO_TARGET]), {})
-    return Engine(
-        core=DecisionCore(settings.core()),
-        store=store,
-        cluster=fake,
-        metrics=Metrics(),
-        options=engine_options(settings),
-    )
+    return bare_engine(write_config(tmp_path, targets=[ARGO_TARGET]), store, fake)
 
 
 async def crash_before_the_abort(tmp_path: Path, store: SqliteStore) -> FakeCluster:
     fake = FakeCluster()
     fake.add_object("rollouts", "shop", "checkout", rollout())
-    reached = asyncio.Event()
-
-    async def hold(method: str, call: tuple[Any, ...]) -> None:
-        if method == "patch_object":
-            reached.set()
-            await asyncio.Event().wait()  # the process dies while the patch is in flight
-
-    fake.before_call = hold
-    engine = argo_engine(tmp_path, store, fake)
-    await engine.start()
-    event = to_event(WebhookNotification.model_validate(notification(alert())).alerts[0])
-    await engine.accept(b"{}", [event], {}, received_at=0.0)
-    await asyncio.wait_for(reached.wait(), 5)
-    await engine.stop()
-    fake.before_call = None
+    await stop_at_call(argo_engine(tmp_path, store, fake), fake, "patch_object")  # the patch is in flight
     [record] = await store.rollbacks()
     assert record.status == "pending" and record.steps["abort"]["result"] == "intent"
     return fake

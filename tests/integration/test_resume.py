@@ -4,52 +4,25 @@ recorded since, or too old -> ABANDONED (recorded, notified, nothing sent)."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fake_cluster import CANARY_ANNOTATION, FakeCluster, canaries
-from support import alert, notification, write_config
+from support import alert, bare_engine, notification, stop_at_call, write_config
 
-from responder.app import engine_options
-from responder.config import load_settings
-from responder.core.decide import DecisionCore
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
-from responder.metrics import Metrics
 from responder.store.sqlite import SqliteStore
 
 
 def new_engine(tmp_path: Path, store: SqliteStore, fake: FakeCluster, **options: Any) -> Engine:
-    settings, _ = load_settings(write_config(tmp_path), {})
-    return Engine(
-        core=DecisionCore(settings.core()),
-        store=store,
-        cluster=fake,
-        metrics=Metrics(),
-        options=dataclasses.replace(engine_options(settings), **options),
-    )
+    return bare_engine(write_config(tmp_path), store, fake, **options)
 
 
 async def crash_before_scale(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> None:
     """Run a rollback up to its scale-down's read, then stop the engine there (the process dies)."""
-    reached = asyncio.Event()
-
-    async def hold(method: str, call: tuple[Any, ...]) -> None:
-        if method == "get_scale":
-            reached.set()
-            await asyncio.Event().wait()  # never returns: the engine is stopped while it waits
-
-    fake.before_call = hold
-    engine = new_engine(tmp_path, store, fake)
-    await engine.start()
-    event = to_event(WebhookNotification.model_validate(notification(alert())).alerts[0])
-    await engine.accept(b"{}", [event], {}, received_at=0.0)
-    await asyncio.wait_for(reached.wait(), 5)
-    await engine.stop()
-    fake.before_call = None
+    await stop_at_call(new_engine(tmp_path, store, fake), fake, "get_scale")
     [record] = await store.rollbacks()
     assert record.status == "pending" and record.steps["traffic_off:nginx/checkout-canary"]["result"] == "done"
 

@@ -23,6 +23,7 @@ from support import (
     ADMIN_TOKEN,
     Running,
     alert,
+    bare_engine,
     bearer,
     notification,
     read_db,
@@ -31,13 +32,10 @@ from support import (
     write_config,
 )
 
-from responder.app import engine_options
-from responder.config import load_settings
 from responder.core.decide import CoreSettings, Decision, DecisionCore
 from responder.core.model import AlertEvent, FailureReason
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
-from responder.metrics import Metrics
 from responder.store import StoreUnavailable
 from responder.store.sqlite import SqliteStore
 
@@ -371,14 +369,7 @@ class _HeldStore(SqliteStore):
 
 def engine_for(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> Engine:
     """An engine on its own (no HTTP), over a store and the fake cluster the test controls."""
-    settings, _ = load_settings(config(tmp_path), {})
-    return Engine(
-        core=DecisionCore(settings.core()),
-        store=store,
-        cluster=fake,
-        metrics=Metrics(),
-        options=engine_options(settings),
-    )
+    return bare_engine(config(tmp_path), store, fake)
 
 
 def event_of(payload: dict[str, Any]) -> AlertEvent:

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
+from incidents import rolled_back
 
 from responder.notify.destinations.slack.blocks import fallback_message, followup_message, incident_message
 from responder.notify.destinations.slack.client import SlackFailure, classify
@@ -43,13 +44,6 @@ STEPS = {
 
 def incident(**changes: Any) -> Incident:
     values: dict[str, Any] = {
-        "id": "shop:checkout-canary:20261127T204426.695970Z",
-        "kind": "rollback",
-        "status": "done",
-        "created_at": "2026-11-27T20:44:26.695970Z",
-        "target": "shop/checkout-canary",
-        "namespace": "shop",
-        "deployment": "checkout-canary",
         "reason": "CanaryHighErrorRate: 5xx ratio above 5%",
         "steps": STEPS,
         "alerts": [ALERT],
@@ -59,7 +53,7 @@ def incident(**changes: Any) -> Incident:
             stable=TrackMetrics(error_rate=0.001, p95_s=None, request_rate=240.0),
         ),
     }
-    return Incident(**{**values, **changes})
+    return rolled_back(**{**values, **changes})
 
 
 def text_of(blocks: list[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from incidents import rolled_back
 
 from responder.notify.destinations.slack.blocks import fallback_message, incident_message
 from responder.notify.destinations.teams.cards import fallback_card, incident_card
@@ -183,18 +184,11 @@ PAGES = Links(public_url="https://responder.example.com/", pages=signer())
 
 def incident(**changes: Any) -> Incident:
     values: dict[str, Any] = {
-        "id": ID,
-        "kind": "rollback",
-        "status": "done",
-        "created_at": "2026-11-27T20:44:26.695970Z",
-        "target": "shop/checkout-canary",
-        "namespace": "shop",
-        "deployment": "checkout-canary",
         "reason": "CanaryHighErrorRate",
         "steps": {"scale_zero": {"result": "done", "before": {"replicas": 2}, "after": {"replicas": 0}}},
         "alerts": [{"status": "firing", "labels": {"alertname": "CanaryHighErrorRate"}, "annotations": {}}],
     }
-    return Incident(**{**values, **changes})
+    return rolled_back(**{**values, **changes})
 
 
 def signed_url_checks(url: str, incident_id: str = ID) -> LinkCheck:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import orjson
+from incidents import rolled_back
 
 from responder.notify.destinations.slack.blocks import followup_message, incident_message
 from responder.notify.incident import Incident, Links, commands
@@ -46,17 +47,10 @@ def an_alert(n: int, *, description: str = "canary 5xx ratio 12.5% (threshold 5%
 
 def an_incident(**changes: Any) -> Incident:
     values: dict[str, Any] = {
-        "id": "shop:checkout-canary:20261127T204426.695970Z",
-        "kind": "rollback",
-        "status": "done",
-        "created_at": "2026-11-27T20:44:26.695970Z",
-        "target": "shop/checkout-canary",
-        "namespace": "shop",
-        "deployment": "checkout-canary",
         "reason": "CanaryHighErrorRate: 5xx ratio above 5%",
         "alerts": [an_alert(1)],
     }
-    return Incident(**{**values, **changes})
+    return rolled_back(**{**values, **changes})
 
 
 def section_texts(blocks: list[dict[str, Any]]) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from incidents import rolled_back
 
 from responder.config import ConfigError, Secrets, parse_settings
 from responder.notify import build_notifiers
@@ -55,13 +56,6 @@ ID = "shop:checkout-canary:20261127T204426.695970Z"
 
 def incident(**changes: Any) -> Incident:
     values: dict[str, Any] = {
-        "id": ID,
-        "kind": "rollback",
-        "status": "done",
-        "created_at": "2026-11-27T20:44:26.695970Z",
-        "target": "shop/checkout-canary",
-        "namespace": "shop",
-        "deployment": "checkout-canary",
         "reason": "CanaryHighErrorRate: canary 5xx ratio 12.5%",
         "steps": STEPS,
         "alerts": [ALERT],
@@ -71,7 +65,7 @@ def incident(**changes: Any) -> Incident:
             stable=TrackMetrics(error_rate=0.002, p95_s=0.31, request_rate=240.0),
         ),
     }
-    return Incident(**{**values, **changes})
+    return rolled_back(**{**values, **changes})
 
 
 # -- the card, checked against the Adaptive Card 1.2 schema fields it uses --
