@@ -1,6 +1,7 @@
 """The Kubernetes adapter: :class:`KubeCluster` implements :class:`responder.ports.ClusterPort`.
 
-This is the only module of the product that imports ``kubernetes_asyncio``. It owns three things:
+With :mod:`responder.adapters.leader` (the Lease) this is the only module of the product that imports
+``kubernetes_asyncio``, and only the parts it uses (:mod:`responder.adapters.kube_imports`). It owns three things:
 
 - the client configuration (explicit API URL, in-cluster service account, or kubeconfig), see :func:`open_cluster`;
 - the calls themselves, each with a per-request timeout; patches are JSON merge patches that carry
@@ -20,11 +21,9 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar, cast
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from responder import __version__
+from responder.adapters.kube_imports import lazy_client
 from responder.core.model import (
     ContainerView,
     DeploymentView,
@@ -37,6 +36,12 @@ from responder.core.model import (
 )
 from responder.ports import ClusterError
 from responder.traffic.base import Api
+
+lazy_client()  # before the library's first import: load only the API classes and models used here
+
+from kubernetes_asyncio import client, config  # noqa: E402
+from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
+from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
 __all__ = ["COMPONENT", "KubeCluster", "open_cluster", "reason_for_status", "to_cluster_error"]
 

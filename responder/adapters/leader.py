@@ -29,10 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
-from kubernetes_asyncio.client.exceptions import ApiException
-
+from responder.adapters.kube_imports import lazy_client
 from responder.health import Health
+
+lazy_client()  # before the library's first import: load only the API classes and models used here
+
+from kubernetes_asyncio.client import ApiClient, CoordinationV1Api  # noqa: E402
+from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
 
 log = logging.getLogger("responder.leader")
 
