@@ -41,7 +41,7 @@ def error_response(rejection: Rejection) -> web.Response:
     body = {"error": rejection.reason, "message": rejection.message, **rejection.extra}
     response = json_response(body, rejection.status, headers)
     if rejection.status == 408:
-        response.force_close()  # "Connection: close": the rest of that body is never read (see close_after_408)
+        response.force_close()  # "Connection: close": the rest of that body is never read (see http_errors)
     return response
 
 
@@ -53,29 +53,30 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 @web.middleware
-async def json_errors(
+async def http_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Turn aiohttp's own HTTP errors (404, 405) into the same JSON error shape."""
+    """Every error a handler ends with, in the JSON error shape (one middleware: the webhook's path pays for one
+    coroutine layer, not one per concern):
+
+    - aiohttp's own HTTP errors (404, 405) keep their status;
+    - any unexpected exception is a JSON 500 without traceback or exception text (either could carry a secret),
+      logged at ERROR with the traceback and counted by route; never aiohttp's plain-text 500;
+    - after a 408 the rest of the body is still on its way. aiohttp would linger reading it (up to its
+      ``lingering_time``, 10 s) before closing, which is what a trickling client wants: send the answer, then
+      close."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if response.status == 408 and isinstance(response, web.Response):
+            await response.prepare(request)
+            await response.write_eof()  # aiohttp's own prepare/write_eof after the handler are then no-ops
+            request.protocol.force_close()  # the transport flushes the answer before it closes
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         reason = exc.reason.lower().replace(" ", "_")
         return json_response({"error": reason, "message": exc.text or exc.reason}, exc.status)
-
-
-@web.middleware
-async def internal_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Any unexpected exception in a handler: a JSON 500 without traceback or exception text (either could carry
-    a secret), logged at ERROR with the traceback and counted by route; never aiohttp's plain-text 500."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
     except Exception:
         route = _route(request)
         log.exception("internal error in %s %s (%s)", request.method, route, request.path)
@@ -84,20 +85,6 @@ async def internal_errors(
             services.metrics.internal_errors.labels(route).inc()
         message = "an unexpected error occurred; it was logged (canary_responder_http_internal_errors_total)"
         return json_response({"error": "internal", "message": message}, 500)
-
-
-@web.middleware
-async def close_after_408(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """After a 408 the rest of the body is still on its way. aiohttp would linger reading it (up to its
-    ``lingering_time``, 10 s) before closing, which is what a trickling client wants: send the answer, then close."""
-    response = await handler(request)
-    if response.status == 408 and isinstance(response, web.Response):
-        await response.prepare(request)
-        await response.write_eof()  # aiohttp's own prepare/write_eof after the handler are then no-ops
-        request.protocol.force_close()  # the transport flushes the answer before it closes
-    return response
 
 
 async def record_rejection(request: web.Request, services: Services, rejection: Rejection) -> None:

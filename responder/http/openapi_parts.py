@@ -61,7 +61,7 @@ def operation(
         responses = {"408": TOO_SLOW, "413": error("The body exceeds `listen.body_limit_bytes`."), **responses}
     if security:
         responses = {"401": UNAUTHORIZED, "403": FORBIDDEN, **responses}
-    responses = {"500": INTERNAL, **responses}  # any route (web.internal_errors)
+    responses = {"500": INTERNAL, **responses}  # any route (errors.http_errors)
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 

@@ -11,11 +11,9 @@ from responder.config import Secrets, Settings
 from responder.http.auth import Role, caller_role, webhook_authorized
 from responder.http.errors import (
     Rejection,
-    close_after_408,
     error_response,
     field_errors,
-    internal_errors,
-    json_errors,
+    http_errors,
     json_response,
     record_rejection,
     rejection_summaries,
@@ -49,9 +47,7 @@ __all__ = [
 def create_app(settings: Settings, secrets: Secrets) -> web.Application:
     """The HTTP application; responder.app fills ``app[RUNTIME]`` with the services at startup, and registers
     :func:`rejection_summaries` after the context that opens the store."""
-    app = web.Application(
-        client_max_size=settings.listen.body_limit_bytes, middlewares=[internal_errors, json_errors, close_after_408]
-    )
+    app = web.Application(client_max_size=settings.listen.body_limit_bytes, middlewares=[http_errors])
     app[SETTINGS] = settings
     app[SECRETS] = secrets
     app[RUNTIME] = Runtime()

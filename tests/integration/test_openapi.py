@@ -86,7 +86,7 @@ def test_security_matches_the_roles() -> None:
 def test_every_error_response_uses_the_error_schema() -> None:
     for item in document()["paths"].values():
         for operation in item.values():
-            assert "500" in operation["responses"]  # any handler's unexpected exception (web.internal_errors)
+            assert "500" in operation["responses"]  # any handler's unexpected exception (errors.http_errors)
             if "requestBody" in operation:
                 assert "408" in operation["responses"]  # listen.body_timeout
             for code, response in operation["responses"].items():

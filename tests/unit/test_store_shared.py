@@ -182,7 +182,28 @@ async def test_a_sqlite_database_of_schema_3_is_migrated_and_still_verifies(tmp_
         assert (await store.verify(expect_head=head, expect_length=2)).ok
         assert await store.leadership() == (0, None)
         assert await store.take_leadership("solo") == 1
-        assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 4
+        assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 5
         assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_database_of_schema_4_loses_the_unused_decided_at_index(tmp_path: Path) -> None:
+    db = tmp_path / "responder.db"
+    first = SqliteStore(db)
+    await first.open()
+    stored = await first.ingest(b"{}", [event(annotations={})], {}, received_at=1.0)
+    await first.close()
+    with sqlite3.connect(db) as conn:  # what a version-4 responder left behind
+        conn.executescript("CREATE INDEX events_decided_at ON events (decided_at); PRAGMA user_version = 4;")
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        indexes = await store.read(
+            lambda r: {row[0] for row in r.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        )
+        assert "events_decided_at" not in indexes and "events_undecided" in indexes
+        assert [e.event_id for e, _ in await store.undecided_events()] == [stored[0].event_id]
+        assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 5
     finally:
         await store.close()

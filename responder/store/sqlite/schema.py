@@ -5,7 +5,9 @@
 3: plug-ins: outbox rows per destination and threads per (incident, destination); the GitOps webhook table in the
    schema; rollbacks keep their target (with its traffic objects) as data, and their traffic steps under
    ``traffic_off:kind/name`` instead of one column and one step name per kind;
-4: the leadership term and the replica registry, for the SQL the backends share (one replica never competes).
+4: the leadership term and the replica registry, for the SQL the backends share (one replica never competes);
+5: no index on ``events.decided_at``: nothing reads events by decision time, and keeping it cost every decision
+   an index write (the partial ``events_undecided`` index is what start-up reads).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ CREATE TABLE IF NOT EXISTS events (
     generator_url TEXT NOT NULL, received_at REAL NOT NULL, decided_at TEXT, forced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_undecided ON events (id) WHERE decided_at IS NULL;
-CREATE INDEX IF NOT EXISTS events_decided_at ON events (decided_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, kind TEXT NOT NULL, target TEXT, actor TEXT NOT NULL,
     data TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS replicas (
     leader_term INTEGER
 );
 """
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def create(conn: sqlite3.Connection) -> None:
@@ -104,6 +105,8 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
             _rollbacks_as_data(conn)
         if version < 4:
             conn.execute("INSERT INTO leadership (id, term) VALUES (1, 0) ON CONFLICT DO NOTHING")
+        if version < 5:
+            conn.execute("DROP INDEX IF EXISTS events_decided_at")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
