@@ -9,7 +9,8 @@ from typing import Any
 # Every kind the responder writes to its audit log (``audit list --kind`` also takes a prefix: ``restore``).
 KINDS = (
     "receipt",
-    "alert",
+    "receipt.events",
+    "alert",  # one per alert, written before receipts carried their alerts (older databases)
     "decision",
     "rollback.intent",
     "rollback.result",
@@ -99,6 +100,15 @@ def _step(data: Mapping[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _alerts(data: Mapping[str, Any]) -> str:
+    """The alerts a receipt carries, as ``: name status fp=…`` (the first three, then how many more)."""
+    events = [e for e in data.get("events") or [] if isinstance(e, Mapping)]
+    if not events:
+        return ""
+    shown = ", ".join(f"{e.get('alertname')} {e.get('status')} fp={e.get('fingerprint')}" for e in events[:3])
+    return f": {shown}" + (f" and {len(events) - 3} more" if len(events) > 3 else "")
+
+
 def _restore_intent(data: Mapping[str, Any]) -> str:
     point = data.get("point") or {}
     mode = "dry run: " if data.get("dry_run") else ""
@@ -108,8 +118,9 @@ def _restore_intent(data: Mapping[str, Any]) -> str:
 _DETAIL: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "receipt": lambda d: (
         f"notification {d.get('notification_id')} ({d.get('alerts')} alerts, {d.get('status')},"
-        f" from {d.get('external_url') or '?'})"
+        f" from {d.get('external_url') or '?'})" + _alerts(d)
     ),
+    "receipt.events": lambda d: f"notification {d.get('notification_id')}, part {d.get('part')}" + _alerts(d),
     "alert": lambda d: f"{d.get('alertname')} {d.get('status')} fp={d.get('fingerprint')}",
     "decision": lambda d: f"{d.get('alertname')}: {str(d.get('outcome')).upper()} - {d.get('reason')}",
     "rollback.intent": lambda d: (

@@ -121,8 +121,9 @@ class Audit:
         return [entry for entry in self.entries if entry["kind"] == kind]
 
     def alerts(self, app: str) -> list[dict[str, Any]]:
-        """The `alert` entries (one per alert per received notification) whose labels name `app`."""
-        return [e["data"] for e in self.of_kind("alert") if e["data"]["labels"].get("app") == app]
+        """The alerts the receipts carry (one per alert per received notification) whose labels name `app`."""
+        receipts = self.of_kind("receipt") + self.of_kind("receipt.events")
+        return [a for e in receipts for a in e["data"]["events"] if a["labels"].get("app") == app]
 
     def decisions(self, app: str, *, alertname: str | None = None) -> list[dict[str, Any]]:
         fingerprints = {a["fingerprint"] for a in self.alerts(app)}

@@ -237,7 +237,7 @@ async def test_audit_api_filters_paginates_and_verifies(tmp_path: Path, cluster:
         status, body = await call(running, "GET", "/api/v1/audit?limit=0", headers=reader)
         assert status == 400 and body["errors"][0]["path"] == "limit"
         status, entry = await call(running, "GET", "/api/v1/audit/2", headers=reader)
-        assert entry["seq"] == 2 and entry["kind"] == "alert"
+        assert entry["seq"] == 2 and entry["kind"] == "decision"
         status, body = await call(running, "GET", "/api/v1/audit/999999", headers=reader)
         assert status == 404
         status, body = await call(running, "GET", "/api/v1/audit/verify", headers=reader)

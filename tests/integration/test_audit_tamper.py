@@ -267,7 +267,7 @@ async def test_a_forged_entry_is_caught(backend: Backend, cluster: tuple[Emulato
 MALFORMED = {
     "data-not-json": ("UPDATE audit SET data = 'not json' WHERE seq = ?", "decision"),
     "data-not-an-object": ("UPDATE audit SET data = '[1]' WHERE seq = ?", "receipt"),
-    "prev-a-blob": ("UPDATE audit SET prev = X'00' WHERE seq = ?", "alert"),
+    "prev-a-blob": ("UPDATE audit SET prev = X'00' WHERE seq = ?", "action"),
     "hash-a-blob": ("UPDATE audit SET hash = X'07' WHERE seq = ?", "rollback.intent"),
 }
 

@@ -52,7 +52,11 @@ async def test_error_rate_alert_rolls_back_traffic_first_then_scale(
         report = await running.services.store.verify()
         assert report.ok and report.length == len(running.captured)
         kinds = [e["kind"] for e in running.captured]
-        assert kinds[:3] == ["receipt", "alert", "decision"] and "rollback.intent" in kinds
+        assert kinds[:2] == ["receipt", "decision"] and "rollback.intent" in kinds
+        [receipt] = [e["data"] for e in running.captured if e["kind"] == "receipt"]  # carries its alert, as stored
+        assert [(a["alertname"], a["status"], a["event_id"]) for a in receipt["events"]] == [
+            ("CanaryHighErrorRate", "firing", record.cites[0]["event_id"])
+        ]
         registry = running.services.metrics.registry
         assert (
             registry.get_sample_value("canary_responder_actions_total", {"step": "traffic_off", "result": "done"}) == 1

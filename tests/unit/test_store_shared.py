@@ -146,6 +146,36 @@ async def test_nul_characters_unicode_and_large_values_round_trip(store: SqlStor
     assert report.ok, report.problems
 
 
+async def test_a_receipt_carries_its_alerts_as_stored_in_entries_of_at_most_100(store: SqlStore) -> None:
+    alerts = [event(fingerprint=f"fp{i}", annotations={}, labels={"alertname": f"A{i}"}) for i in range(250)]
+    one = await store.ingest(b"{}", alerts[:1], {"receiver": "r"}, received_at=1.0)
+    many = await store.ingest(b"[]", alerts, {"receiver": "r"}, received_at=2.0)
+    entries = await store.audit_entries(limit=100)
+    assert [(e.kind, e.data.get("part")) for e in entries] == [
+        ("receipt", None),
+        ("receipt", None),
+        ("receipt.events", 2),
+        ("receipt.events", 3),
+    ]
+    first, second, *parts = (e.data for e in entries)
+    assert first["alerts"] == 1 and first["events"] == [
+        {
+            "event_id": one[0].event_id,
+            "fingerprint": "fp0",
+            "status": "firing",
+            "starts_at": "2026-11-27T12:00:00Z",
+            "ends_at": None,
+            "alertname": "A0",
+            "labels": {"alertname": "A0"},
+        }
+    ]
+    assert second["alerts"] == 250 and len(second["events"]) == 100
+    assert {p["notification_id"] for p in parts} == {second["notification_id"]} == {many[0].notification_id}
+    covered = [a["event_id"] for data in (second, *parts) for a in data["events"]]
+    assert covered == [e.event_id for e in many]  # every alert once, in order
+    assert (await store.verify()).ok
+
+
 async def test_values_no_backend_can_store_fail_that_write_alone(store: SqlStore) -> None:
     results = await asyncio.gather(
         store.submit(lambda tx: tx.append_audit("big", {"n": 2**64})),  # canonical JSON: 64-bit integers at most
@@ -179,7 +209,7 @@ async def test_a_sqlite_database_of_schema_3_is_migrated_and_still_verifies(tmp_
     store = SqliteStore(db)
     await store.open()
     try:
-        assert (await store.verify(expect_head=head, expect_length=2)).ok
+        assert (await store.verify(expect_head=head, expect_length=1)).ok  # the receipt
         assert await store.leadership() == (0, None)
         assert await store.take_leadership("solo") == 1
         assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 5

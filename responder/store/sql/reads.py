@@ -240,10 +240,10 @@ def row_outbox(row: Sequence[Any]) -> OutboxRow:
     )
 
 
-def event_summary(event: AlertEvent) -> dict[str, Any]:
+def receipt_event(event: AlertEvent) -> dict[str, Any]:
+    """One alert as its notification's receipt audit entry records it (the receipt names the notification)."""
     return {
         "event_id": event.event_id,
-        "notification_id": event.notification_id,
         "fingerprint": event.fingerprint,
         "status": event.status.value,
         "starts_at": iso(event.starts_at),

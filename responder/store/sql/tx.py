@@ -14,10 +14,13 @@ from responder.core.model import AlertEvent, iso
 from responder.store.chain import canonical, entry_hash
 from responder.store.records import AuditEntry, CoreInput, OutboxRow, RollbackRecord
 from responder.store.sql.dialect import Chain, Conn, Dialect
-from responder.store.sql.reads import _OUTBOX_COLUMNS, SqlReader, event_summary, rollback_spec, row_outbox
+from responder.store.sql.reads import _OUTBOX_COLUMNS, SqlReader, receipt_event, rollback_spec, row_outbox
 
 __all__ = ["SqlReader", "SqlTx"]
 
+
+RECEIPT_EVENTS = 100
+"""At most this many alerts in one audit entry: the ``receipt``, then ``receipt.events`` entries."""
 
 _INSERT_AUDIT = "INSERT INTO audit (seq, ts, kind, target, actor, data, prev, hash) VALUES (?,?,?,?,?,?,?,?)"
 
@@ -72,6 +75,10 @@ class SqlTx(SqlReader):
         truncated: int,
         source: str,
     ) -> list[AlertEvent]:
+        """The notification's row, one row per alert, and one ``receipt`` audit entry that covers both: the raw
+        body's SHA-256 and every alert as stored (id, fingerprint, status, times, labels). A notification of more
+        than :data:`RECEIPT_EVENTS` alerts carries the rest in ``receipt.events`` entries of as many each, so that
+        no audit entry (nor its JSON line on stdout) grows with the notification."""
         sha = hashlib.sha256(raw).hexdigest()
         nid = self.dialect.insert_id(
             self.conn,
@@ -79,11 +86,23 @@ class SqlTx(SqlReader):
             (received_at, source, raw, sha, truncated),
         )
         self.dialect.notify_inbox(self.conn, nid)
-        receipt = {**meta, "notification_id": nid, "sha256": sha, "truncated_alerts": truncated, "alerts": len(events)}
+        stored = [self._ingest_event(event, nid, received_at) for event in events]
+        alerts = [receipt_event(event) for event in stored]
+        receipt = {
+            **meta,
+            "notification_id": nid,
+            "sha256": sha,
+            "truncated_alerts": truncated,
+            "alerts": len(events),
+            "events": alerts[:RECEIPT_EVENTS],
+        }
         self.append_audit("receipt", receipt, actor=source)
-        return [self._ingest_event(event, nid, received_at, source) for event in events]
+        for part, start in enumerate(range(RECEIPT_EVENTS, len(alerts), RECEIPT_EVENTS), start=2):
+            more = {"notification_id": nid, "part": part, "events": alerts[start : start + RECEIPT_EVENTS]}
+            self.append_audit("receipt.events", more, actor=source)
+        return stored
 
-    def _ingest_event(self, event: AlertEvent, nid: int, received_at: float, source: str) -> AlertEvent:
+    def _ingest_event(self, event: AlertEvent, nid: int, received_at: float) -> AlertEvent:
         event_id = self.dialect.insert_id(
             self.conn,
             "INSERT INTO events (notification_id, fingerprint, status, starts_at, ends_at, labels, annotations,"
@@ -101,9 +120,7 @@ class SqlTx(SqlReader):
                 int(event.forced),
             ),
         )
-        stored = event.with_ids(event_id=event_id, notification_id=nid)
-        self.append_audit("alert", event_summary(stored), actor=source)
-        return stored
+        return event.with_ids(event_id=event_id, notification_id=nid)
 
     def mark_decided(self, event_ids: Sequence[int], at: datetime) -> None:
         self.conn.executemany("UPDATE events SET decided_at=? WHERE id=?", [(iso(at), i) for i in event_ids])
