@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from responder.core.model import PolicyMode, TargetRef, TrafficRef
+from responder.core.model import AlertEvent, AlertStatus, PolicyMode, TargetRef, TrafficRef
 
 # RFC 1123 label (namespaces) and subdomain (object names), as the API server validates them. Always
 # ``fullmatch``: with ``match`` and ``$``, Python also accepts a trailing newline ("checkout\n").
@@ -175,6 +175,12 @@ class PolicyRule:
 
 
 DEFAULT_POLICY = PolicyRule(name="unmatched", mode=PolicyMode.IGNORE)
+
+
+def acts_at_once(rules: tuple[PolicyRule, ...], event: AlertEvent) -> bool:
+    """Whether an event may start a rollback as soon as it is decided: a firing alert under an ``immediate``
+    policy. The engine decides such events ahead of the rest of its queue."""
+    return event.status is AlertStatus.FIRING and select_policy(rules, event.labels).mode is PolicyMode.IMMEDIATE
 
 
 def select_policy(rules: tuple[PolicyRule, ...], labels: Mapping[str, str]) -> PolicyRule:

@@ -31,6 +31,7 @@ from typing import Any
 
 from responder.core.decide import Decision, DecisionCore
 from responder.core.model import AlertEvent, Outcome, Step, StepResult
+from responder.core.rules import acts_at_once
 from responder.engine.durable import Durable, Write
 from responder.engine.executor import REPORTING_STEPS, EvidenceOptions, Planned, RetryPolicy, SafetyRules, StepOutcome
 from responder.engine.inbox import Inbox
@@ -117,7 +118,9 @@ class Engine:
             clock=clock,
         )
         self.operations = Operations(self)
-        self.inbox = Inbox(store, poll_s=options.inbox_poll_s)
+        self.inbox = Inbox(
+            store, poll_s=options.inbox_poll_s, urgent=lambda event: acts_at_once(self.core.settings.policies, event)
+        )
         self._waiters: dict[int, asyncio.Future[list[Decision]]] = {}
         self._recording: asyncio.Task[None] | None = None  # the last batch's record, committing behind
         self._decider: asyncio.Task[None] | None = None

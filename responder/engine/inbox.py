@@ -5,12 +5,19 @@ An event is queued at most once, from whichever way it arrives (this replica's o
 that another replica committed a notification, the periodic look at everything undecided, the load after a
 start), and stays known until its decision is recorded, so none of those ways can queue it a second time while it
 is being decided. Timer ticks (``poke``) go through the same queue, so a tick is never lost behind a busy batch.
+
+Events that can start a rollback at once (``urgent``: a firing alert whose policy is ``immediate``) are decided
+before everything queued ahead of them: in a storm the queue can hold seconds of other teams' alerts, duplicates
+and notices, and the alert that matters must not wait for them. Only an event whose fingerprint has nothing queued
+ahead of it in the ordinary queue goes first, so what one alert says (firing, resolved, firing again) is still
+decided in the order it arrived; between different alerts no order was promised (concurrent deliveries race).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import collections
+from collections.abc import Callable, Sequence
 
 from responder.core.model import AlertEvent
 from responder.store import Store
@@ -20,43 +27,66 @@ _BATCH = 256
 
 
 class Inbox:
-    def __init__(self, store: Store, *, poll_s: float) -> None:
-        self.store, self.poll_s = store, poll_s
+    def __init__(
+        self, store: Store, *, poll_s: float, urgent: Callable[[AlertEvent], bool] = lambda event: False
+    ) -> None:
+        self.store, self.poll_s, self.urgent = store, poll_s, urgent
+        self._ready = asyncio.Event()
         self.reset()
         self._wake = asyncio.Event()
         self._signalled: set[int] = set()
 
     def reset(self) -> None:
-        self._queue: asyncio.Queue[Queued] = asyncio.Queue()
+        self._first: collections.deque[tuple[AlertEvent, float]] = collections.deque()  # urgent events
+        self._queue: collections.deque[Queued] = collections.deque()  # everything else, in arrival order
+        self._queued: collections.Counter[str] = collections.Counter()  # fingerprints in _queue
+        self._ready.clear()
         self.known: set[int] = set()  # ids queued or being decided, until their decisions are recorded
         self.open = 0  # queued items (events and ticks) whose decisions are not recorded yet
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._first) + len(self._queue)
 
     def add(self, event: AlertEvent, received_at: float) -> None:
         if event.event_id in self.known:
             return
         self.known.add(event.event_id)
         self.open += 1
-        self._queue.put_nowait((event, received_at))
+        if not self._queued[event.fingerprint] and self.urgent(event):
+            self._first.append((event, received_at))
+        else:
+            self._queued[event.fingerprint] += 1
+            self._queue.append((event, received_at))
+        self._ready.set()
 
     def poke(self) -> None:
         self.open += 1
-        self._queue.put_nowait(None)
+        self._queue.append(None)
+        self._ready.set()
 
     async def take(self, wait_s: float | None) -> list[tuple[AlertEvent, float]]:
-        """The next batch (up to 256 items, waiting up to ``wait_s`` for the first); [] for a timeout or ticks."""
-        found: list[Queued] = []
-        try:
-            found.append(await asyncio.wait_for(self._queue.get(), wait_s))
-        except TimeoutError:
-            return []
-        while not self._queue.empty() and len(found) < _BATCH:
-            found.append(self._queue.get_nowait())
-        batch = [item for item in found if item is not None]
-        self.open -= len(found) - len(batch)  # the ticks taken
+        """The next batch (up to 256 items, urgent events first, waiting up to ``wait_s`` for the first); [] for a
+        timeout or ticks."""
+        if not self.backlog:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait_s)
+            except TimeoutError:
+                return []
+        batch = [self._first.popleft() for _ in range(min(_BATCH, len(self._first)))]
+        ticks = 0
+        while self._queue and len(batch) + ticks < _BATCH:
+            item = self._queue.popleft()
+            if item is None:
+                ticks += 1
+                continue
+            batch.append(item)
+            fingerprint = item[0].fingerprint
+            self._queued[fingerprint] -= 1
+            if not self._queued[fingerprint]:
+                del self._queued[fingerprint]
+        self.open -= ticks
         return batch
 
     def recorded(self, batch: Sequence[tuple[AlertEvent, float]]) -> None:
