@@ -5,7 +5,9 @@ they were, with the audit chain verifying over them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,43 +199,41 @@ async def test_the_largest_integers_round_trip(store: SqlStore) -> None:
 # -- SQLite: a database of the previous schema --
 
 
-async def test_a_sqlite_database_of_schema_3_is_migrated_and_still_verifies(tmp_path: Path) -> None:
-    db = tmp_path / "responder.db"
+@contextlib.asynccontextmanager
+async def migrated(db: Path, script: str) -> AsyncIterator[tuple[SqliteStore, list[AlertEvent], str]]:
+    """A database with one notification, changed by ``script`` into what an older version left behind, then opened
+    by this version: the store, the stored events and the chain's head before the change."""
     first = SqliteStore(db)
     await first.open()
-    await first.ingest(b"{}", [event(annotations={})], {}, received_at=1.0)
+    stored = await first.ingest(b"{}", [event(annotations={})], {}, received_at=1.0)
     head = (await first.verify()).head
     await first.close()
-    with sqlite3.connect(db) as conn:  # what a version-3 responder left behind
-        conn.executescript("DROP TABLE leadership; DROP TABLE replicas; PRAGMA user_version = 3;")
+    with sqlite3.connect(db) as conn:
+        conn.executescript(script)
     store = SqliteStore(db)
     await store.open()
     try:
+        yield store, stored, head
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_database_of_schema_3_is_migrated_and_still_verifies(tmp_path: Path) -> None:
+    script = "DROP TABLE leadership; DROP TABLE replicas; PRAGMA user_version = 3;"
+    async with migrated(tmp_path / "responder.db", script) as (store, _, head):
         assert (await store.verify(expect_head=head, expect_length=1)).ok  # the receipt
         assert await store.leadership() == (0, None)
         assert await store.take_leadership("solo") == 1
         assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 5
         assert (await store.verify()).ok
-    finally:
-        await store.close()
 
 
 async def test_a_sqlite_database_of_schema_4_loses_the_unused_decided_at_index(tmp_path: Path) -> None:
-    db = tmp_path / "responder.db"
-    first = SqliteStore(db)
-    await first.open()
-    stored = await first.ingest(b"{}", [event(annotations={})], {}, received_at=1.0)
-    await first.close()
-    with sqlite3.connect(db) as conn:  # what a version-4 responder left behind
-        conn.executescript("CREATE INDEX events_decided_at ON events (decided_at); PRAGMA user_version = 4;")
-    store = SqliteStore(db)
-    await store.open()
-    try:
+    script = "CREATE INDEX events_decided_at ON events (decided_at); PRAGMA user_version = 4;"
+    async with migrated(tmp_path / "responder.db", script) as (store, stored, _):
         indexes = await store.read(
             lambda r: {row[0] for row in r.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         )
         assert "events_decided_at" not in indexes and "events_undecided" in indexes
         assert [e.event_id for e, _ in await store.undecided_events()] == [stored[0].event_id]
         assert await store.read(lambda r: r.conn.execute("PRAGMA user_version").fetchone()[0]) == 5
-    finally:
-        await store.close()
