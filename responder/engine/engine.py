@@ -264,6 +264,14 @@ class Engine:
     def saturated(self) -> bool:
         return self.inbox.backlog >= self.options.max_backlog
 
+    def _admits_critical(self, events: Sequence[AlertEvent]) -> bool:
+        """Past ``max_backlog`` a notification with an alert that can roll back at once is still accepted (it is
+        decided ahead of the backlog), within a tenth more room: Alertmanager's retry of a 503 would otherwise hold
+        the rollback back by its backoff, seconds to minutes."""
+        room = self.options.max_backlog + max(1, self.options.max_backlog // 10)
+        policies = self.core.settings.policies
+        return self.inbox.backlog + len(events) <= room and any(acts_at_once(policies, e) for e in events)
+
     async def accept(
         self,
         raw: bytes,
@@ -281,7 +289,7 @@ class Engine:
         leading = self.running and self.authority.may_act()
         if not leading and not self.store.shared:
             raise NotLeading("this replica is not the leader and has no shared store to hand the alert over")
-        if leading and self.saturated():
+        if leading and self.saturated() and not self._admits_critical(events):
             raise Saturated(f"engine backlog is full ({self.options.max_backlog} events)")
         try:
             stored = await self.store.ingest(
