@@ -27,7 +27,7 @@ from responder.core.model import TargetRef, iso
 from responder.http.auth import caller_role
 from responder.http.errors import Rejection, error_response, field_errors, json_response, record_rejection
 from responder.http.server import RUNTIME, SECRETS, read_body
-from responder.store import RollbackRecord, Tx
+from responder.store import RollbackRecord, StoreUnavailable, Tx
 
 PATH = "/api/v1/gates/flagger/rollback"
 
@@ -60,6 +60,10 @@ async def flagger_rollback(request: web.Request) -> web.Response:
             return _no("a new revision was deployed since the rollback decision (the Canary's checksum changed)")
         await services.store.write(_answered(decided, call, asked))
         return json_response({"rollback": True, "incident": decided.incident, "decided_at": decided.created_at})
+    except StoreUnavailable as exc:  # not a "yes" that was never recorded, nor a 500: Flagger asks again
+        rejection = Rejection(503, "store_unavailable", f"the gate cannot read or record its answer now: {exc}")
+        await record_rejection(request, services, rejection)
+        return error_response(rejection)
     except Rejection as rejection:
         await record_rejection(request, services, rejection)
         return error_response(rejection)
