@@ -63,10 +63,15 @@ def lazy_client() -> None:
 
 def _read_init(path: Path, package: str) -> tuple[_Sources, dict[str, Any]] | None:
     """The names an ``__init__`` imports (and from where), and the constants it sets (``__all__``,
-    ``__version__``); None when it does anything else, which a lazy package could not reproduce."""
+    ``__version__``); None when it does anything else, which a lazy package could not reproduce, or cannot be read
+    as Python source (an image that ships bytecode only): the library then loads as usual."""
     sources: dict[str, tuple[str, str]] = {}
     constants: dict[str, Any] = {}
-    for node in ast.parse(path.read_bytes(), filename=str(path)).body:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
         if isinstance(node, ast.ImportFrom):
             if node.module == "__future__":
                 continue

@@ -129,3 +129,18 @@ def test_the_lazy_packages_step_aside_when_the_real_client_came_first() -> None:
     result = run("import kubernetes_asyncio.client\nimport responder.adapters.kube, responder.adapters.leader\n")
     assert len(result["loaded"]["models"]) > 500  # the real package, as imported
     assert_everything_resolves(result)
+
+
+def test_an_init_that_is_not_python_source_leaves_the_library_to_load_as_usual(tmp_path: Path) -> None:
+    from responder.adapters.kube_imports import _read_init
+
+    compiled = tmp_path / "__init__.pyc"
+    compiled.write_bytes(b"\xa7\r\r\n\0\0\0\0" + bytes(range(256)))  # bytecode where the source was expected
+    assert _read_init(compiled, "kubernetes_asyncio.client") is None
+    assert _read_init(tmp_path / "missing.py", "kubernetes_asyncio.client") is None
+    source = tmp_path / "__init__.py"
+    source.write_text('"""doc"""\nfrom .api_client import ApiClient as Client\n__version__ = "1"\n')
+    assert _read_init(source, "kubernetes_asyncio.client") == (
+        {"Client": ("kubernetes_asyncio.client.api_client", "ApiClient")},
+        {"__version__": "1"},
+    )
