@@ -54,6 +54,12 @@ def quantiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.1f} ms   p99 {p99:7.1f} ms   max {ordered[-1]:7.1f} ms"
 
 
+async def post_alert(session: aiohttp.ClientSession, url: str, app: str, namespace: str) -> None:
+    body = notification(alert(app=app, namespace=namespace))
+    async with session.post(f"{url}/api/v1/alerts", json=body, headers=bearer()) as answer:
+        assert answer.status == 200
+
+
 async def main(trials: int) -> None:
     names = [f"app{i}" for i in range(trials)]
     objects = [SeedObject(ROLLOUTS, "shop", name, rollout(name)) for name in names]
@@ -69,24 +75,14 @@ async def main(trials: int) -> None:
         async with running_responder(config) as running, aiohttp.ClientSession() as session:
             for name in names:
                 sent = time.time()
-                async with session.post(
-                    f"{running.url}/api/v1/alerts",
-                    json=notification(alert(app=name, namespace="shop")),
-                    headers=bearer(),
-                ) as answer:
-                    assert answer.status == 200
+                await post_alert(session, running.url, name, "shop")
                 while not [m for m in emulator.mutations if m.kind == "Rollout" and m.name == name and m.ok]:
                     await asyncio.sleep(0.001)
                 landed = next(m for m in emulator.mutations if m.kind == "Rollout" and m.name == name)
                 argo_ms.append(1000 * (landed.at - sent))
 
                 started = time.monotonic()
-                async with session.post(
-                    f"{running.url}/api/v1/alerts",
-                    json=notification(alert(app=name, namespace="pay")),
-                    headers=bearer(),
-                ) as answer:
-                    assert answer.status == 200
+                await post_alert(session, running.url, name, "pay")
                 call = {"name": name, "namespace": "pay", "phase": "Progressing", "metadata": {"token": GATE_TOKEN}}
                 while True:
                     async with session.post(f"{running.url}{GATE}", json=call) as gate:

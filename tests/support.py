@@ -196,6 +196,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def responder_command(
+    *args: str, env: dict[str, str] | None = None, merge_stderr: bool = False
+) -> tuple[int, str, str]:
+    """``python -m responder ARGS`` as a process of its own (``env``: its whole environment, this one's by
+    default): the exit code, stdout and stderr (with ``merge_stderr``, stdout holds both and stderr is "")."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "responder",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        env=env if env is not None else {**os.environ},
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), (err or b"").decode()
+
+
 def start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -265,6 +283,18 @@ def bare_engine(config: Path, store: Store, cluster: ClusterPort, **options: Any
         metrics=Metrics(),
         options=dataclasses.replace(engine_options(settings), **options),
     )
+
+
+async def finish_and_stop(engine: Engine, store: Store) -> str:
+    """Start ``engine``, let it finish what the store holds (a resumed rollback), stop it; the one rollback's
+    status."""
+    await engine.start()
+    try:
+        await engine.drain()
+    finally:
+        await engine.stop()
+    [record] = await store.rollbacks()
+    return record.status
 
 
 async def stop_at_call(engine: Engine, fake: FakeCluster, method: str) -> None:

@@ -74,11 +74,15 @@ class ReplayBody(_Body):
     actor: Actor = "admin"
 
 
+# A configured cluster's name, or "" (single cluster).
+ClusterName = Annotated[str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")]
+
+
 class RestoreBody(_Body):
     dry_run: bool = False
     actor: Actor = "admin"
     # multi-cluster: which cluster's target (required when clusters are configured); a cluster name is a DNS label
-    cluster: Annotated[str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
+    cluster: ClusterName = ""
 
 
 async def _body(request: web.Request, model: type[_Body]) -> Any:
@@ -257,11 +261,17 @@ def _check_restore_scope(settings: Settings, cluster: str, namespace: str) -> No
         raise Rejection(403, "namespace_not_allowed", f"namespace {namespace!r} is not in the allowlist")
 
 
-@guarded(Role.ADMIN)
-async def restore(request: web.Request) -> web.Response:
+def _target_names(request: web.Request) -> tuple[str, str]:
+    """The path's namespace and Deployment name, both valid Kubernetes object names (else 400)."""
     namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
     if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
         raise Rejection(400, "invalid_name", "namespace and deployment must be Kubernetes object names")
+    return namespace, deployment
+
+
+@guarded(Role.ADMIN)
+async def restore(request: web.Request) -> web.Response:
+    namespace, deployment = _target_names(request)
     body: RestoreBody = await _body(request, RestoreBody)
     services = request.app[RUNTIME].require()
     _check_restore_scope(request.app[SETTINGS], body.cluster, namespace)
@@ -295,15 +305,13 @@ async def restore(request: web.Request) -> web.Response:
 class OverrideBody(_Body):
     despite_stable: bool  # must be true: says what the caller overrides
     actor: Actor = "admin"
-    cluster: Annotated[str, StringConstraints(max_length=63, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")] = ""
+    cluster: ClusterName = ""
 
 
 @guarded(Role.ADMIN)
 async def rollback_despite_stable(request: web.Request) -> web.Response:
     """Run a rollback HELD because the stable Deployment had no ready replica, acting anyway (a human's call)."""
-    namespace, deployment = request.match_info["namespace"], request.match_info["deployment"]
-    if not is_dns_label(namespace) or not is_dns_subdomain(deployment):
-        raise Rejection(400, "invalid_name", "namespace and deployment must be Kubernetes object names")
+    namespace, deployment = _target_names(request)
     body: OverrideBody = await _body(request, OverrideBody)
     if not body.despite_stable:
         raise Rejection(422, "schema", 'say what you override: {"despite_stable": true}')

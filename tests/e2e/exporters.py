@@ -58,15 +58,8 @@ class IngressNginxController(DemoApp):
 
     def _observe(self, version: str, track: _Track, elapsed: float) -> None:
         profile = track.profile
-        track.request_credit += profile.rps * elapsed
-        while track.request_credit >= 1:
-            track.request_credit -= 1
-            track.error_credit += profile.error_ratio
-            status = "200"
-            if track.error_credit >= 1:
-                track.error_credit -= 1
-                status = "503"
-            key = (self._canary_label(version), status)
+        for failed in track.requests(elapsed):
+            key = (self._canary_label(version), "503" if failed else "200")
             self._requests[key] += 1
             buckets = self._buckets[key]
             for index in range(bisect.bisect_left(TIME_BUCKETS, profile.latency), len(buckets)):

@@ -28,7 +28,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +105,18 @@ class _Track:
     profile: TrafficProfile
     request_credit: float = 0.0
     error_credit: float = 0.0
+
+    def requests(self, elapsed: float) -> Iterator[bool]:
+        """The synthetic requests of ``elapsed`` seconds at the profile's rate: True for each that fails (every
+        1/error_ratio-th one, so the ratio in any window is the profile's)."""
+        self.request_credit += self.profile.rps * elapsed
+        while self.request_credit >= 1:
+            self.request_credit -= 1
+            self.error_credit += self.profile.error_ratio
+            failed = self.error_credit >= 1
+            if failed:
+                self.error_credit -= 1
+            yield failed
 
 
 class DemoApp:
@@ -200,16 +212,9 @@ class DemoApp:
             last = now
 
     def _observe(self, version: str, track: _Track, elapsed: float) -> None:
-        profile = track.profile
-        track.request_credit += profile.rps * elapsed
-        while track.request_credit >= 1:
-            track.request_credit -= 1
-            track.error_credit += profile.error_ratio
-            code = "200"
-            if track.error_credit >= 1:
-                track.error_credit -= 1
-                code = "500"
-            self._histogram.labels("GET", self.ROUTE, code, version).observe(profile.latency)
+        for failed in track.requests(elapsed):
+            code = "500" if failed else "200"
+            self._histogram.labels("GET", self.ROUTE, code, version).observe(track.profile.latency)
 
 
 # ---------------------------------------------------------------------------------------------- receiver

@@ -11,16 +11,18 @@ the alert resolves by itself and Alertmanager sends the resolved notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from support import Running, write_config
+from support import WEBHOOK_TOKEN, Running, running_responder, write_config
 
-from responder.testing.emulator import Emulator, SeedObject, sample_canary_objects
+from responder.testing.emulator import Emulator, SeedObject, run_emulator, sample_canary_objects
 
-from .harness import DemoApp, TrafficProfile
+from .harness import NAMESPACE, Binaries, Chain, DemoApp, TrafficProfile, run_chain
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 DEPLOYMENTS = "apps/v1/deployments"
@@ -95,6 +97,18 @@ async def follow_cluster(emulator: Emulator, demos: Sequence[DemoApp], *, every:
         await asyncio.sleep(every)
 
 
+@contextlib.asynccontextmanager
+async def following(emulator: Emulator, demos: Sequence[DemoApp]) -> AsyncIterator[None]:
+    """:func:`follow_cluster` in the background for the duration of the block."""
+    follower = asyncio.create_task(follow_cluster(emulator, demos))
+    try:
+        yield
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
 async def until(probe: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.05) -> T:
     """Poll `probe` (a cheap in-process check) until it returns something other than None/False/empty."""
     deadline = time.monotonic() + timeout
@@ -149,3 +163,44 @@ class Audit:
 def _brief(data: dict[str, Any]) -> str:
     keys = ("alertname", "status", "outcome", "reason", "step", "result", "incident", "alert", "labels")
     return ", ".join(f"{key}={data[key]}" for key in keys if key in data)
+
+
+@dataclass
+class World:
+    chain: Chain
+    emulator: Emulator
+    responder: Running
+    demos: dict[str, DemoApp]
+    stable_before: dict[tuple[str, str], dict[str, Any]]
+    started: float  # time.monotonic() when the chain was up
+
+    @property
+    def audit(self) -> Audit:
+        return Audit(self.responder)
+
+    def logs(self) -> str:
+        return f"{self.chain.logs()}\n\n----- responder audit trail (tail)\n{self.audit.tail()}"
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    workdir: Path, demos: dict[str, DemoApp], *, persist_for: str, binaries: Binaries, rules_source: str = "app"
+) -> AsyncIterator[World]:
+    """The whole chain for ``demos``: the emulator seeded with their canaries, the responder, Prometheus and
+    Alertmanager on ``rules_source``'s rules, and the demos' canary traffic following the cluster."""
+    async with run_emulator(canary_objects(demos.values())) as (emulator, kube_url):
+        stable_before = stable_objects(emulator, demos.values())
+        config = responder_config(workdir, kube_url=kube_url, persist_for=persist_for, namespace=NAMESPACE)
+        async with (
+            running_responder(config) as responder,
+            run_chain(
+                workdir=workdir,
+                webhook_url=f"{responder.url}{WEBHOOK_PATH}",
+                token=WEBHOOK_TOKEN,
+                demo=list(demos.values()),
+                binaries=binaries,
+                rules_source=rules_source,
+            ) as chain,
+            following(emulator, list(demos.values())),
+        ):
+            yield World(chain, emulator, responder, demos, stable_before, time.monotonic())

@@ -22,26 +22,18 @@ of Prometheus and Alertmanager and the responder's audit trail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from support import WEBHOOK_TOKEN, Running, running_responder
 
-from responder.testing.emulator import Emulator, run_emulator
-
-from .harness import NAMESPACE, Binaries, Chain, DemoApp, TrafficProfile, parse_timestamp, run_chain
+from .harness import NAMESPACE, Binaries, Chain, DemoApp, TrafficProfile, parse_timestamp
 from .responder_chain import (
-    WEBHOOK_PATH,
-    Audit,
-    canary_objects,
+    World,
     canary_state,
-    follow_cluster,
-    responder_config,
+    running_world,
     stable_objects,
     until,
 )
@@ -68,47 +60,11 @@ def demo_apps() -> dict[str, DemoApp]:
     }
 
 
-@dataclass
-class World:
-    chain: Chain
-    emulator: Emulator
-    responder: Running
-    demos: dict[str, DemoApp]
-    stable_before: dict[tuple[str, str], dict[str, Any]]
-    started: float  # time.monotonic() when the chain was up
-
-    @property
-    def audit(self) -> Audit:
-        return Audit(self.responder)
-
-    def logs(self) -> str:
-        return f"{self.chain.logs()}\n\n----- responder audit trail (tail)\n{self.audit.tail()}"
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory, e2e_binaries: Binaries) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("chain-responder")
-    demos = demo_apps()
-    async with run_emulator(canary_objects(demos.values())) as (emulator, kube_url):
-        stable_before = stable_objects(emulator, demos.values())
-        config = responder_config(workdir, kube_url=kube_url, persist_for=f"{PERSIST_FOR_S}s", namespace=NAMESPACE)
-        async with (
-            running_responder(config) as responder,
-            run_chain(
-                workdir=workdir,
-                webhook_url=f"{responder.url}{WEBHOOK_PATH}",
-                token=WEBHOOK_TOKEN,
-                demo=list(demos.values()),
-                binaries=e2e_binaries,
-            ) as chain,
-        ):
-            follower = asyncio.create_task(follow_cluster(emulator, list(demos.values())))
-            try:
-                yield World(chain, emulator, responder, demos, stable_before, time.monotonic())
-            finally:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+    async with running_world(workdir, demo_apps(), persist_for=f"{PERSIST_FOR_S}s", binaries=e2e_binaries) as world:
+        yield world
 
 
 @pytest.fixture(autouse=True)

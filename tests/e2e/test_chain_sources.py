@@ -14,28 +14,20 @@ as in a cluster. One Prometheus, Alertmanager, responder and emulated cluster se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
-from support import WEBHOOK_TOKEN, running_responder
-
-from responder.testing.emulator import run_emulator
 
 from .exporters import CONTROLLER_NAMESPACE, IngressNginxController
-from .harness import NAMESPACE, Binaries, TrafficProfile, run_chain
+from .harness import NAMESPACE, Binaries, TrafficProfile
 from .responder_chain import (
-    WEBHOOK_PATH,
-    canary_objects,
+    World,
     canary_state,
-    follow_cluster,
-    responder_config,
-    stable_objects,
+    running_world,
 )
 from .test_chain_responder import (
-    World,
     assert_stable_untouched,
     canary_objects_mutated,
     rolled_back,
@@ -66,28 +58,9 @@ def controllers() -> dict[str, IngressNginxController]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory, e2e_binaries: Binaries) -> AsyncIterator[World]:
     workdir = tmp_path_factory.mktemp("chain-ingress-nginx")
-    demos = controllers()
-    async with run_emulator(canary_objects(demos.values())) as (emulator, kube_url):
-        stable_before = stable_objects(emulator, demos.values())
-        config = responder_config(workdir, kube_url=kube_url, persist_for="12s", namespace=NAMESPACE)
-        async with (
-            running_responder(config) as responder,
-            run_chain(
-                workdir=workdir,
-                webhook_url=f"{responder.url}{WEBHOOK_PATH}",
-                token=WEBHOOK_TOKEN,
-                demo=list(demos.values()),
-                binaries=e2e_binaries,
-                rules_source=SOURCE,
-            ) as chain,
-        ):
-            follower = asyncio.create_task(follow_cluster(emulator, list(demos.values())))
-            try:
-                yield World(chain, emulator, responder, dict(demos), stable_before, time.monotonic())
-            finally:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+    demos = dict(controllers())
+    async with running_world(workdir, demos, persist_for="12s", binaries=e2e_binaries, rules_source=SOURCE) as world:
+        yield world
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from support import (
     Running,
     alert,
     bare_engine,
+    finish_and_stop,
     notification,
     running_responder,
     stop_at_call,
@@ -196,14 +197,7 @@ async def crash_before_the_abort(tmp_path: Path, store: SqliteStore) -> FakeClus
 
 
 async def resume(tmp_path: Path, store: SqliteStore, fake: FakeCluster) -> str:
-    engine = argo_engine(tmp_path, store, fake)
-    await engine.start()
-    try:
-        await engine.drain()
-    finally:
-        await engine.stop()
-    [record] = await store.rollbacks()
-    return record.status
+    return await finish_and_stop(argo_engine(tmp_path, store, fake), store)
 
 
 async def test_an_abort_cut_short_by_a_crash_is_resumed_while_the_rollout_is_unchanged(

@@ -5,15 +5,12 @@ and the Slack-like receiver (with its Prometheus stand-in) on loopback."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from slack_fake import BOT_TOKEN, FakeSlack, fake_slack
-from support import ALL_SECRETS, write_config
+from support import ALL_SECRETS, responder_command, write_config
 from test_slack_outbox import slack_config
 
 from responder.testing.emulator import Emulator
@@ -28,18 +25,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 async def check_config(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "responder",
-        "check-config",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ},
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await responder_command("check-config", *args)
 
 
 async def test_a_missing_kubeconfig_is_found_before_serve(tmp_path: Path) -> None:

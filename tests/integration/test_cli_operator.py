@@ -3,15 +3,22 @@ real responder (on loopback, with the Kubernetes API emulator) and checks what o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import re
-import sys
 from pathlib import Path
 
 import pytest
-from support import ADMIN_TOKEN, READ_TOKEN, Running, alert, notification, running_responder, write_config
+from support import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    Running,
+    alert,
+    notification,
+    responder_command,
+    running_responder,
+    write_config,
+)
 
 from responder.testing.emulator import Emulator
 
@@ -26,17 +33,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, token: str | No
     for name, value in (env or {}).items():
         if value == "":
             environ.pop(name, None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "responder",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await responder_command(*args, env=environ)
 
 
 async def with_rollback(running: Running) -> None:

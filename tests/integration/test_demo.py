@@ -4,31 +4,20 @@ named and removed unless kept."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from support import responder_command
 
 pytestmark = pytest.mark.slow
 
 
 async def demo(*args: str) -> tuple[int, str]:
     env = {**os.environ, "CHROMIUM": "/nonexistent"}  # no screenshot: not what these tests are about
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "responder",
-        "demo",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode()
+    code, out, _ = await responder_command("demo", *args, env=env, merge_stderr=True)
+    return code, out
 
 
 def section(out: str, title: str) -> str:

@@ -5,6 +5,7 @@ incident's page and its downloads, nothing of the API."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,8 +55,15 @@ async def get(running: Running, url: str) -> tuple[int, dict[str, str], str]:
         return response.status, dict(response.headers), await response.text()
 
 
-def responder_on(tmp_path: Path, url: str, slack: FakeSlack, port: int, **extra: Any) -> Path:
-    return pages_config(tmp_path, kube_url=url, slack=slack, public_url=f"http://127.0.0.1:{port}", **extra)
+@contextlib.asynccontextmanager
+async def pages_responder(
+    tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack, *, port: int | None = None, **extra: Any
+) -> AsyncIterator[Running]:
+    """The responder with incident pages on ``port`` (its public URL), its Slack messages to ``slack``."""
+    port = port or free_port()
+    config = pages_config(tmp_path, kube_url=cluster[1], slack=slack, public_url=f"http://127.0.0.1:{port}", **extra)
+    async with running_responder(config, environ=slack_environ(slack), port=port) as running:
+        yield running
 
 
 def kinds_in_order(html: str) -> list[str]:
@@ -66,10 +74,7 @@ def kinds_in_order(html: str) -> list[str]:
 async def test_the_page_opens_from_the_slack_link_without_a_token(
     tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack
 ) -> None:
-    _, url = cluster
-    port = free_port()
-    config = responder_on(tmp_path, url, slack, port)
-    async with running_responder(config, environ=slack_environ(slack), port=port) as running:
+    async with pages_responder(tmp_path, cluster, slack) as running:
         incident, link = await rolled_back(running, slack)
         assert link.startswith(f"{running.url}/incidents/{quote(incident, safe=':')}?expires=")
         status, headers, html = await get(running, link)
@@ -104,11 +109,7 @@ async def test_the_page_opens_from_the_slack_link_without_a_token(
 async def test_hostile_labels_and_annotations_are_text_never_markup(
     tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack
 ) -> None:
-    _, url = cluster
-    port = free_port()
-    async with running_responder(
-        responder_on(tmp_path, url, slack, port), environ=slack_environ(slack), port=port
-    ) as running:
+    async with pages_responder(tmp_path, cluster, slack) as running:
         _, link = await rolled_back(running, slack)
         status, _, html = await get(running, link)
         assert status == 200
@@ -122,11 +123,7 @@ async def test_hostile_labels_and_annotations_are_text_never_markup(
 async def test_refusals_are_html_pages_with_the_right_status(
     tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack
 ) -> None:
-    _, url = cluster
-    port = free_port()
-    async with running_responder(
-        responder_on(tmp_path, url, slack, port), environ=slack_environ(slack), port=port
-    ) as running:
+    async with pages_responder(tmp_path, cluster, slack) as running:
         incident, link = await rolled_back(running, slack)
         parts = urlsplit(link)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -175,16 +172,13 @@ async def test_refusals_are_html_pages_with_the_right_status(
 async def test_rotating_the_key_revokes_the_links_sent(
     tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack
 ) -> None:
-    _, url = cluster
     port = free_port()
-    async with running_responder(
-        responder_on(tmp_path, url, slack, port), environ=slack_environ(slack), port=port
-    ) as running:
+    async with pages_responder(tmp_path, cluster, slack, port=port) as running:
         incident, old_link = await rolled_back(running, slack)
         assert (await get(running, old_link))[0] == 200
 
-    rotated = responder_on(tmp_path, url, slack, port, key=ROTATED_KEY)  # same database, new key
-    async with running_responder(rotated, environ=slack_environ(slack), port=port) as running:
+    # The same database and port, a new key.
+    async with pages_responder(tmp_path, cluster, slack, port=port, key=ROTATED_KEY) as running:
         status, _, html = await get(running, old_link)
         assert status == 403 and "rotated" in html
         listing = await running.session.get(
@@ -196,11 +190,7 @@ async def test_rotating_the_key_revokes_the_links_sent(
 
 
 async def test_the_list_page_and_its_links(tmp_path: Path, cluster: tuple[Emulator, str], slack: FakeSlack) -> None:
-    _, url = cluster
-    port = free_port()
-    async with running_responder(
-        responder_on(tmp_path, url, slack, port), environ=slack_environ(slack), port=port
-    ) as running:
+    async with pages_responder(tmp_path, cluster, slack) as running:
         incident, link = await rolled_back(running, slack)
         listing = await running.session.get(
             f"{running.url}/api/v1/incidents", headers={"Authorization": f"Bearer {READ_TOKEN}"}

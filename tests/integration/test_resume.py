@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fake_cluster import CANARY_ANNOTATION, FakeCluster, canaries
-from support import alert, bare_engine, notification, stop_at_call, write_config
+from support import alert, bare_engine, finish_and_stop, notification, stop_at_call, write_config
 
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Engine
@@ -28,14 +28,7 @@ async def crash_before_scale(tmp_path: Path, store: SqliteStore, fake: FakeClust
 
 
 async def resumed(tmp_path: Path, store: SqliteStore, fake: FakeCluster, **options: Any) -> str:
-    engine = new_engine(tmp_path, store, fake, **options)
-    await engine.start()
-    try:
-        await engine.drain()
-    finally:
-        await engine.stop()
-    [record] = await store.rollbacks()
-    return record.status
+    return await finish_and_stop(new_engine(tmp_path, store, fake, **options), store)
 
 
 async def test_a_rollback_nothing_touched_since_is_resumed_and_finished(tmp_path: Path, store: SqliteStore) -> None:

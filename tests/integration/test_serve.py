@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from support import free_port, wait_healthy, write_config
+from support import free_port, start_server, wait_healthy, write_config
 
 from responder.testing.emulator import Emulator
 
@@ -24,16 +22,6 @@ def config_on(tmp_path: Path, kube_url: str, port: int, **extra: object) -> Path
     return write_config(tmp_path, kube_url=kube_url, listen={"host": "127.0.0.1", "port": port}, **extra)
 
 
-def serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "responder", "serve", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-
-
 async def test_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, cluster: tuple[Emulator, str]) -> None:
     _, kube_url = cluster
     with socket.socket() as taken:
@@ -41,7 +29,7 @@ async def test_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path: Path, cluste
         taken.listen(1)
         port = taken.getsockname()[1]
         log = tmp_path / "serve.log"
-        process = serve(config_on(tmp_path, kube_url, port), log)
+        process = start_server(config_on(tmp_path, kube_url, port), log)
         code = await asyncio.to_thread(process.wait, 30)
     text = log.read_text()
     assert code == 1, text
@@ -56,7 +44,7 @@ async def test_listening_is_logged_after_the_bind_with_endpoint_and_mode_and_shu
     _, kube_url = cluster
     port = free_port()
     log = tmp_path / "serve.log"
-    process = serve(config_on(tmp_path, kube_url, port, dry_run=True), log)
+    process = start_server(config_on(tmp_path, kube_url, port, dry_run=True), log)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, f"http://127.0.0.1:{port}", process, log)
