@@ -135,6 +135,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         restore_ready_timeout_s=settings.restore.ready_timeout.total_seconds(),
         evidence=evidence_options(settings),
         resume_within=settings.engine.resume_within,
+        repeat_window=settings.engine.repeat_window,
         inbox_poll_s=settings.storage.postgres.poll_interval.total_seconds() if settings.storage.postgres else 2.0,
     )
 

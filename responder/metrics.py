@@ -19,6 +19,11 @@ class Metrics:
             "canary_responder_rejected_requests", "Rejected HTTP requests by reason.", ["reason"], registry=r
         )
         self.events = Counter("canary_responder_alert_events", "Alert events by decision.", ["decision"], registry=r)
+        self.repeats = Counter(
+            "canary_responder_webhook_repeats",
+            "Accepted notifications that were byte-for-byte repeats of a stored one (audited as receipt.repeats).",
+            registry=r,
+        )
         self.truncated = Counter(
             "canary_responder_truncated_alerts",
             "Alerts Alertmanager left out of notifications (max_alerts).",

@@ -186,6 +186,7 @@ def describe_settings(settings: Settings) -> str:
         f"cooldown: {format_duration(settings.cooldown)}",
         f"rollback cap: {cap.max} per {format_duration(cap.window)}",
         f"dedupe ttl: {format_duration(settings.dedupe_ttl)}",
+        f"exact repeats: {_repeats(settings)}",
     ]
     auth = settings.auth
     sources = [ref.describe() for ref in auth.webhook.bearer_tokens]
@@ -193,6 +194,13 @@ def describe_settings(settings: Settings) -> str:
     lines.append(f"kubernetes: {kubernetes_endpoint(settings)}" + _kube_token(settings))
     lines += notification_lines(settings)
     return "\n".join(lines)
+
+
+def _repeats(settings: Settings) -> str:
+    window = settings.engine.repeat_window
+    if window.total_seconds() <= 0:
+        return "off (every repeat is stored and decided again)"
+    return f"audited as repeats within {format_duration(window)} of their alerts' decision"
 
 
 def _kube_token(settings: Settings) -> str:

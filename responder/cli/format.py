@@ -10,6 +10,7 @@ from typing import Any
 KINDS = (
     "receipt",
     "receipt.events",
+    "receipt.repeats",
     "alert",  # one per alert, written before receipts carried their alerts (older databases)
     "decision",
     "rollback.intent",
@@ -121,6 +122,11 @@ _DETAIL: dict[str, Callable[[Mapping[str, Any]], str]] = {
         f" from {d.get('external_url') or '?'})" + _alerts(d)
     ),
     "receipt.events": lambda d: f"notification {d.get('notification_id')}, part {d.get('part')}" + _alerts(d),
+    "receipt.repeats": lambda d: (
+        f"{d.get('repeats')} byte-for-byte repeat{'' if d.get('repeats') == 1 else 's'} of notification"
+        f" {', '.join(str(n.get('notification_id')) for n in d.get('notifications') or [] if isinstance(n, Mapping))}:"
+        f" every alert {str(d.get('decision')).upper()}"
+    ),
     "alert": lambda d: f"{d.get('alertname')} {d.get('status')} fp={d.get('fingerprint')}",
     "decision": lambda d: f"{d.get('alertname')}: {str(d.get('outcome')).upper()} - {d.get('reason')}",
     "rollback.intent": lambda d: (

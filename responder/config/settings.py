@@ -331,6 +331,10 @@ class EngineSettings(_Model):
     # A rollback left half done (a crash, a failover) is resumed only if it started no longer ago than this, and
     # only after it is re-validated against the live objects; otherwise it is closed as abandoned, loudly.
     resume_within: Duration = timedelta(minutes=10)
+    # A byte-for-byte repeat of a stored notification whose alerts were all decided within this window is recorded
+    # in one receipt.repeats audit entry per commit instead of being stored and decided again (it would be decided
+    # DUPLICATE). 0s sends every repeat the whole way. See responder/engine/repeats.py.
+    repeat_window: Duration = timedelta(seconds=60)
 
 
 class Settings(_Model):

@@ -30,12 +30,12 @@ the ends of the calendar instead of overflowing, so no timestamp can stop the co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, TargetRef
+from responder.core.model import AlertEvent, AlertStatus, Outcome, PolicyMode, ResultStatus, TargetRef
 from responder.core.rules import PolicyRule, Resolved, TargetRule, resolve_target, select_policy
 from responder.core.state import EARLIEST, LATEST, Expiring, Failing, Pending, Rollback, shifted
 
@@ -78,17 +78,6 @@ class Decision:
     @property
     def acts(self) -> bool:
         return self.outcome in (Outcome.ROLLBACK, Outcome.RETRY)
-
-
-class ResultStatus:
-    """The final statuses of a rollback the core distinguishes (the executor's own closed set)."""
-
-    DONE = "done"
-    FAILED = "failed"
-    REFUSED = "refused"
-    DRY_RUN = "dry_run"
-    ABANDONED = "abandoned"  # a half-done rollback not resumed (stale): like a refusal, the target stays live
-    HELD = "held"  # stable had no ready replica, nothing changed: like a failure, retried while the alerts fire
 
 
 class DecisionCore:
@@ -187,6 +176,10 @@ class DecisionCore:
             "rolled_back": len(self._rolled_back),
             "failing": len(self._failing),
         }
+
+    def repeats(self, identities: Iterable[object], since: datetime) -> bool:
+        """Whether :meth:`on_event` would call each alert of these identities DUPLICATE, seen ``since`` or later."""
+        return all(self._seen.fresh(identity, since) for identity in identities)
 
     def rolled_back(self, target: TargetRef) -> str | None:
         state = self._rolled_back.get(target.key)

@@ -27,6 +27,17 @@ class PolicyMode(enum.StrEnum):
     IGNORE = "ignore"  # never act, never notify; only recorded (alerts no policy matches)
 
 
+class ResultStatus:
+    """The final statuses of a rollback the core distinguishes (the executor's own closed set)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    REFUSED = "refused"
+    DRY_RUN = "dry_run"
+    ABANDONED = "abandoned"  # a half-done rollback not resumed (stale): like a refusal, the target stays live
+    HELD = "held"  # stable had no ready replica, nothing changed: like a failure, retried while the alerts fire
+
+
 class Outcome(enum.StrEnum):
     """The verdict the core reaches for one alert event (or one timer tick)."""
 

@@ -67,6 +67,11 @@ class Expiring:
         entry = self.items.get(key)
         return None if entry is None else entry[1]
 
+    def fresh(self, key: object, since: datetime) -> bool:
+        """Whether ``key`` is held and was last refreshed at ``since`` or later."""
+        entry = self.items.get(key)
+        return entry is not None and entry[0] >= shifted(since, self.ttl)
+
     def put(self, key: object, value: object, now: datetime) -> None:
         self.items[key] = (shifted(now, self.ttl), value)
         self.items.move_to_end(key)

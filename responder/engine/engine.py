@@ -38,7 +38,8 @@ from responder.engine.inbox import Inbox
 from responder.engine.lanes import Job, LaneOptions, Lanes
 from responder.engine.leadership import Authority, NotLeading
 from responder.engine.operations import Operations
-from responder.engine.recorder import DecidedBatch, Recorder, log_result
+from responder.engine.recorder import DecidedBatch, Recorder, interruption, log_result
+from responder.engine.repeats import Repeats
 from responder.engine.replay import apply, decide_one, event_ids
 from responder.health import Health, supervise
 from responder.metrics import Metrics
@@ -71,6 +72,7 @@ class EngineOptions:
     admin_write_timeout_s: float = 10.0  # pause/resume: how long the caller waits for the record to be durable
     resume_within: timedelta = timedelta(minutes=10)  # a half-done rollback older than this is abandoned, not resumed
     inbox_poll_s: float = 2.0  # shared store: how often the leader looks for events other replicas accepted
+    repeat_window: timedelta = timedelta(seconds=60)  # see responder.engine.repeats; 0 turns that path off
 
 
 class Engine:
@@ -118,6 +120,7 @@ class Engine:
             clock=clock,
         )
         self.operations = Operations(self)
+        self.repeats = Repeats(self, options.repeat_window)
         self.inbox = Inbox(
             store, poll_s=options.inbox_poll_s, urgent=lambda event: acts_at_once(self.core.settings.policies, event)
         )
@@ -169,7 +172,7 @@ class Engine:
         for job in interrupted:
             log.warning("rollback %s of %s interrupted (%s); it stays pending", job.incident, job.target.key, why)
             try:
-                await asyncio.wait_for(self.durable.write(_interrupted(job, why)), timeout=2.0)
+                await asyncio.wait_for(self.durable.write(interruption(job.incident, job.target.key, why)), timeout=2.0)
             except (NotLeading, TimeoutError) as exc:
                 log.warning("could not record the interruption of %s: %s", job.incident, exc)
         for waiter in self._waiters.values():
@@ -281,8 +284,10 @@ class Engine:
         received_at: float,
         truncated: int = 0,
         source: str = "alertmanager",
+        digest: bytes | None = None,
     ) -> list[AlertEvent]:
-        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable.
+        """Durably store a notification, then queue its events; raises Saturated or StoreUnavailable. With the
+        body's SHA-256 ``digest``, byte-for-byte repeats of it may then take :attr:`repeats`' path.
 
         A replica that is not leading (several replicas on the shared store) only stores it: the leader takes it up
         from the store. Without a shared store such a replica raises NotLeading (the webhook answers 503)."""
@@ -302,6 +307,8 @@ class Engine:
         if leading:
             for event in stored:
                 self.inbox.add(event, received_at)
+            if digest is not None:
+                self.repeats.remember(digest, stored, truncated)
         return stored
 
     def poke(self) -> None:
@@ -440,10 +447,3 @@ class Engine:
         )
         self.metrics.rollbacks.labels(status).inc()
         self.poke()  # a failed rollback may now have a retry timer
-
-
-def _interrupted(job: Job, why: str) -> Write:
-    def write(tx: Tx) -> None:
-        tx.append_audit("rollback.interrupted", {"incident": job.incident, "why": why}, target=job.target.key)
-
-    return write

@@ -323,3 +323,12 @@ def log_result(started: Started, status: str, outcomes: list[StepOutcome], *, re
     elif status == "partial":
         left = "; ".join(o.message for o in outcomes if o.reason is FailureReason.INCOMPLETE)
         log.error("%s PARTIAL: %s", where, left)
+
+
+def interruption(incident: str, target: str, why: str) -> Callable[[Tx], None]:
+    """The record of a rollback stopped under way (it stays pending: the next engine resumes it)."""
+
+    def write(tx: Tx) -> None:
+        tx.append_audit("rollback.interrupted", {"incident": incident, "why": why}, target=target)
+
+    return write

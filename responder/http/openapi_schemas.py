@@ -74,8 +74,13 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         "required": ["status", "notification_id", "events"],
         "properties": {
             "status": {"const": "accepted"},
-            "notification_id": {"type": "integer"},
-            "events": {"type": "integer", "minimum": 1},
+            "notification_id": {"type": "integer", "description": "the stored notification (repeated, for a repeat)"},
+            "events": {"type": "integer", "minimum": 0, "description": "alerts stored for deciding (0 for a repeat)"},
+            "repeat": {
+                "const": True,
+                "description": "a byte-for-byte repeat of a stored notification whose alerts were all decided:"
+                " recorded in a receipt.repeats audit entry, every alert DUPLICATE",
+            },
         },
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},

@@ -7,6 +7,7 @@ be accepted (bad credentials, not JSON, too large, malformed, schema violations,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from responder.core.webhook import WebhookNotification, to_event
 from responder.engine import Saturated
 from responder.engine.leadership import NotLeading
+from responder.engine.repeats import Known
 from responder.http.auth import Role, caller_role
 from responder.http.errors import Rejection, error_response, field_errors, json_response, record_rejection
 from responder.http.runtime import RUNTIME, SETTINGS, Services
@@ -30,19 +32,30 @@ async def receive_alerts(request: web.Request) -> web.Response:
     received_at = time.time()
     services = request.app[RUNTIME].require()
     try:
-        notification, raw = await _parse_webhook(request)
-        stored = await _accept(request, services, notification, raw, received_at)
+        raw = await _webhook_body(request)
+        digest = hashlib.sha256(raw).digest()
+        known = await _repeat(request, services, digest, received_at)
+        if known is None:
+            notification = _parse(raw)
+            stored = await _accept(request, services, notification, raw, received_at, digest)
     except Rejection as rejection:
         await record_rejection(request, services, rejection)
         return error_response(rejection)
     services.metrics.webhooks.labels("accepted").inc()
-    if notification.truncatedAlerts:
-        services.metrics.truncated.inc(notification.truncatedAlerts)
-    body = {"status": "accepted", "notification_id": stored[0].notification_id, "events": len(stored)}
+    if known is not None:  # a byte-for-byte repeat: recorded, every alert already seen (see engine.repeats)
+        truncated, nid, events = known.truncated, known.notification_id, 0
+    else:
+        truncated, nid, events = notification.truncatedAlerts, stored[0].notification_id, len(stored)
+    if truncated:
+        services.metrics.truncated.inc(truncated)
+    body: dict[str, Any] = {"status": "accepted", "notification_id": nid, "events": events}
+    if known is not None:
+        body["repeat"] = True
     return json_response(body)
 
 
-async def _parse_webhook(request: web.Request) -> tuple[WebhookNotification, bytes]:
+async def _webhook_body(request: web.Request) -> bytes:
+    """The body of a request with the webhook credentials and a JSON content type."""
     role = caller_role(request)
     if role is None:
         raise Rejection(401, "unauthorized", "missing or invalid webhook credentials")
@@ -54,13 +67,16 @@ async def _parse_webhook(request: web.Request) -> tuple[WebhookNotification, byt
             "unsupported_media_type",
             f"Content-Type must be application/json, got {request.content_type or 'none'!r}",
         )
-    raw = await read_body(request)
+    return await read_body(request)
+
+
+def _parse(raw: bytes) -> WebhookNotification:
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Rejection(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
     try:
-        return WebhookNotification.model_validate(document), raw
+        return WebhookNotification.model_validate(document)
     except ValidationError as exc:
         raise Rejection(
             422,
@@ -93,8 +109,29 @@ async def read_body(request: web.Request) -> bytes:
         raise Rejection(408, "body_timeout", f"the request body did not arrive within {seconds:g} s") from None
 
 
+def _unwritable() -> Rejection:
+    return Rejection(503, "store_unavailable", "the inbox cannot be written right now; retry later")
+
+
+async def _repeat(request: web.Request, services: Services, digest: bytes, received_at: float) -> Known | None:
+    try:
+        return await services.engine.repeats.take(
+            digest,
+            received_at=received_at,
+            remote=request.remote or "",
+            user_agent=request.headers.get("User-Agent", "")[:200],
+        )
+    except StoreUnavailable:
+        raise _unwritable() from None
+
+
 async def _accept(
-    request: web.Request, services: Services, notification: WebhookNotification, raw: bytes, received_at: float
+    request: web.Request,
+    services: Services,
+    notification: WebhookNotification,
+    raw: bytes,
+    received_at: float,
+    digest: bytes,
 ) -> list[Any]:
     events = [to_event(alert) for alert in notification.alerts]
     meta = {
@@ -107,11 +144,11 @@ async def _accept(
     }
     try:
         return await services.engine.accept(
-            raw, events, meta, received_at=received_at, truncated=notification.truncatedAlerts
+            raw, events, meta, received_at=received_at, truncated=notification.truncatedAlerts, digest=digest
         )
     except Saturated as exc:
         raise Rejection(503, "saturated", str(exc)) from None
     except NotLeading:
         raise Rejection(503, "not_leader", "this replica is not the leader; Alertmanager will retry") from None
     except StoreUnavailable:
-        raise Rejection(503, "store_unavailable", "the inbox cannot be written right now; retry later") from None
+        raise _unwritable() from None

@@ -103,10 +103,15 @@ async def test_repeat_notifications_are_duplicates_and_never_roll_back_again(
             assert (await running.post_alerts({**group, "externalURL": peer})).status == 200
         await settle(running)
         decided = await outcomes(running)
+        repeats = await audit_kinds(running, "receipt.repeats")
         [record] = await running.services.store.rollbacks()
         outbox = await query(running, "SELECT kind FROM outbox ORDER BY id")
     assert decided[:2] == [("CanaryHighErrorRate", "rollback"), ("CanaryLowTraffic", "notify")]
-    assert [o for _, o in decided[2:]] == ["duplicate"] * 12
+    # The three re-sends are byte-for-byte repeats: audited as such, every alert DUPLICATE, not decided again.
+    assert [(r["repeats"], r["decision"], [n["alerts"] for n in r["notifications"]]) for r in repeats] == [
+        (1, "duplicate", [2])
+    ] * 3
+    assert [o for _, o in decided[2:]] == ["duplicate"] * 6  # the peers' copies differ in externalURL: decided
     assert record.status == "done"
     assert ok_mutations(emulator, kind="Deployment", subresource="scale") == ["checkout-canary"]
     assert sorted(outbox) == [("notify",), ("rollback",)]  # one notification each, not one per repeat

@@ -410,6 +410,7 @@ def test_check_config_prints_every_traffic_object_with_its_options(
     assert "cooldown: 20m" in out
     assert "rollback cap: 5 per 1h" in out
     assert "dedupe ttl: 1d" in out
+    assert "exact repeats: audited as repeats within 1m of their alerts' decision" in out
     assert f"bearer from file {secret_dir}/webhook-token, env $OLD_WEBHOOK_TOKEN" in out
     for value in ALL_SECRETS:
         assert value not in out

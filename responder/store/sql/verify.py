@@ -84,6 +84,8 @@ def _check_row(
     problems = check_entry(entry, expected_seq, prev, key)
     if entry.kind == "receipt":
         problems.extend(_check_receipt(conn, entry, raw_hashes))
+    elif entry.kind == "receipt.repeats":
+        problems.extend(_check_repeats(entry, raw_hashes))
     return problems
 
 
@@ -126,6 +128,21 @@ def _check_head_anywhere(conn: Conn, head: str) -> list[str]:
         return []
     last = conn.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
     return [f"expected head {head}: not in the chain (ends at entry {last}; the tail was truncated or rewritten)"]
+
+
+def _check_repeats(entry: AuditEntry, raw_hashes: dict[int, str]) -> list[str]:
+    """Each notification a repeat cites is stored, with the hash the repeat was received with (the stored body
+    itself is checked against that hash by its own receipt)."""
+    problems = []
+    for cited in entry.data.get("notifications") or [None]:
+        nid = cited.get("notification_id") if isinstance(cited, dict) else None
+        if not isinstance(nid, int) or nid not in raw_hashes:
+            problems.append(f"entry {entry.seq}: repeated notification {nid} is missing")
+        elif cited.get("sha256") != raw_hashes[nid]:
+            problems.append(
+                f"entry {entry.seq}: repeated notification {nid} no longer has the hash it was repeated with"
+            )
+    return problems
 
 
 def _check_receipt(conn: Conn, entry: AuditEntry, raw_hashes: dict[int, str]) -> list[str]:
