@@ -305,8 +305,7 @@ class Engine:
             self.metrics.poison_writes.inc()
             raise StoreUnavailable(f"the notification could not be stored: {exc}") from exc
         if leading:
-            for event in stored:
-                self.inbox.add(event, received_at)
+            self.inbox.accepted(stored, received_at)
             if digest is not None:
                 self.repeats.remember(digest, stored, truncated)
         return stored

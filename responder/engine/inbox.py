@@ -24,6 +24,7 @@ from responder.store import Store
 
 Queued = tuple[AlertEvent, float] | None  # an event and when it was received; None: a timer tick
 _BATCH = 256
+_LOCAL_MAX = 10_000  # notification ids this replica stored and queued, whose store signal needs no read
 
 
 class Inbox:
@@ -35,6 +36,7 @@ class Inbox:
         self.reset()
         self._wake = asyncio.Event()
         self._signalled: set[int] = set()
+        self._local: set[int] = set()
 
     def reset(self) -> None:
         self._first: collections.deque[tuple[AlertEvent, float]] = collections.deque()  # urgent events
@@ -59,6 +61,16 @@ class Inbox:
             self._queued[event.fingerprint] += 1
             self._queue.append((event, received_at))
         self._ready.set()
+
+    def accepted(self, events: Sequence[AlertEvent], received_at: float) -> None:
+        """Queue the events of a notification this replica stored. On the shared store its signal comes back to
+        this replica too; it is then not read back (one read transaction per notification, for nothing)."""
+        for event in events:
+            self.add(event, received_at)
+        if events and self.store.shared:
+            if len(self._local) >= _LOCAL_MAX:  # signals that never came (a dropped listener): forget them
+                self._local.clear()
+            self._local.add(events[0].notification_id)
 
     def poke(self) -> None:
         self.open += 1
@@ -111,7 +123,9 @@ class Inbox:
                 self._signalled.add(0)
             self._wake.clear()
             wanted, self._signalled = self._signalled, set()
-            for notification_id in sorted(wanted - {0}):
+            theirs = sorted(wanted - {0} - self._local)
+            self._local -= wanted
+            for notification_id in theirs:
                 for event, received_at in await self.store.undecided_events(notification_id=notification_id):
                     self.add(event, received_at)
             if 0 in wanted and any(i not in self.known for i in await self.store.undecided_ids()):

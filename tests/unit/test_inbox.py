@@ -3,6 +3,7 @@ except behind what its own fingerprint already has queued; ticks and the bookkee
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,3 +69,41 @@ async def test_ticks_wake_the_loop_and_count_as_taken_and_a_known_event_is_queue
     assert ids(batch) == [1] and queue.open == 1
     queue.recorded(batch)
     assert queue.open == 0 and await queue.take(0) == []
+
+
+class SharedStore:
+    """The one read the inbox's watch makes, counted (what other replicas stored: one event per notification)."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.reads: list[int | None] = []
+
+    async def undecided_events(self, *, notification_id: int | None = None) -> list[tuple[AlertEvent, float]]:
+        self.reads.append(notification_id)
+        return [(event(1000 + (notification_id or 0), "theirs"), 0.0)]
+
+    async def undecided_ids(self) -> list[int]:
+        return []
+
+
+async def test_the_signal_of_a_notification_this_replica_stored_is_not_read_back() -> None:
+    store = SharedStore()
+    queue = Inbox(store=store, poll_s=60.0)  # type: ignore[arg-type]
+    mine = event(1, "mine").with_ids(event_id=1, notification_id=7)
+    queue.accepted([mine], 0.0)
+    watching = asyncio.create_task(queue.watch())
+    try:
+        queue.signal(7)  # its own commit, signalled back by the store
+        queue.signal(8)  # another replica's
+        while not store.reads:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        assert store.reads == [8]
+        assert sorted(e.event_id for e, _ in await queue.take(0)) == [1, 1008]
+        queue.signal(7)  # signalled again later (a second listener): read this time, and queued once only
+        while len(store.reads) < 2:
+            await asyncio.sleep(0.001)
+        assert store.reads == [8, 7]
+    finally:
+        watching.cancel()

@@ -24,7 +24,8 @@ from postgres import PostgresServer
 from responder.cli.main import main
 from responder.store import Fenced, StoreUnavailable, Tx
 from responder.store.postgres import PostgresConfig, PostgresDialect, PostgresStore, redactor
-from responder.store.postgres.dialect import CHAIN_LOCK
+from responder.store.postgres.dialect import CHAIN_LOCK, SIGNAL_IDS
+from responder.store.postgres.listen import notification_ids
 from responder.store.sql import SqlStore
 
 
@@ -311,6 +312,34 @@ async def test_every_replica_hears_of_every_notification_and_of_a_reconnection(
     await asyncio.to_thread(pg.server.start)
     await wait_until(lambda: 0 in heard[len(stored) :], timeout=20)  # reconnected: "look at everything"
     assert set(heard) - {0} == stored  # the rolled-back notification's id was never signalled
+
+
+async def test_one_transaction_signals_all_its_notifications_in_payloads_under_the_limit(
+    pg: Backend, stores: list[SqlStore]
+) -> None:
+    a, b = stores
+    assert isinstance(a, PostgresStore)
+    heard: list[int] = []
+    a.on_inbox = heard.append
+    await asyncio.wait_for(a.listener.connected.wait(), 10)
+
+    def many(tx: Tx) -> None:
+        for _ in range(2 * SIGNAL_IDS + 5):
+            tx.ingest(b"{}", [], {}, received_at=1.0, truncated=0, source="test")
+
+    await b.write(many)
+    stored = {row[0] for row in pg.query("SELECT id FROM notifications")}
+    assert len(stored) == 2 * SIGNAL_IDS + 5
+    await wait_until(lambda: stored <= set(heard))
+    assert len(heard) == len(stored)  # each once
+
+
+def test_a_signal_names_its_notifications_and_anything_else_means_look_at_everything() -> None:
+    assert notification_ids("7") == [7]
+    assert notification_ids("7,8,9223372036854775807") == [7, 8, 2**63 - 1]
+    assert notification_ids("") == [0]
+    assert notification_ids("hello") == [0]
+    assert notification_ids("-3") == [0]
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:

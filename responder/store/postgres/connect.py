@@ -125,7 +125,9 @@ class PgConn:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         cursor = self.raw.cursor()
-        cursor.executemany(_pg_sql(sql), [tuple(p) for p in parameters])
+        rows = [tuple(p) for p in parameters]
+        if rows:  # none: psycopg would still enter and leave pipeline mode, a round trip for nothing
+            cursor.executemany(_pg_sql(sql), rows)
         return cursor
 
     def scan(self, sql: str, *, itersize: int = 2000) -> Iterator[Any]:

@@ -28,6 +28,7 @@ from responder.store.sql import Chain, Conn, JsonSql
 
 CHAIN_LOCK = (0x63727370, 2)  # pg_advisory_xact_lock(int, int) keys: "crsp", the audit chain
 INBOX_CHANNEL = "canary_responder_inbox"
+SIGNAL_IDS = 300  # notification ids per inbox signal: at most 300 x 20 bytes, under the 8000-byte payload limit
 
 _STORAGE_CLASSES = frozenset({"08", "25", "40", "53", "55", "57", "58", "XX"})
 _STORAGE_STATES = frozenset({"42501"})  # insufficient privilege: the database refuses this replica altogether
@@ -68,8 +69,11 @@ class PostgresDialect:
             raise
         pg.execute("COMMIT")
 
-    def notify_inbox(self, conn: Conn, notification_id: int) -> None:
-        conn.execute("SELECT pg_notify(?, ?)", (INBOX_CHANNEL, str(notification_id)))
+    def notify_inbox(self, conn: Conn, notification_ids: Sequence[int]) -> None:
+        # One signal per transaction, the ids comma-separated, in payloads well under PostgreSQL's 8000 bytes.
+        ids = [str(i) for i in notification_ids]
+        for start in range(0, len(ids), SIGNAL_IDS):
+            conn.execute("SELECT pg_notify(?, ?)", (INBOX_CHANNEL, ",".join(ids[start : start + SIGNAL_IDS])))
 
     def kv_in(self, value: str | bytes) -> Any:
         if isinstance(value, str):

@@ -61,11 +61,13 @@ class InboxListener:
             self.connected.set()
             self._signal(0)  # anything committed while nobody listened
             async for notice in conn.notifies():
-                self._signal(_notification_id(notice.payload))
+                for notification_id in notification_ids(notice.payload):
+                    self._signal(notification_id)
 
 
-def _notification_id(payload: str) -> int:
+def notification_ids(payload: str) -> list[int]:
+    """The ids a signal names, comma-separated (one signal per ingest transaction)."""
     try:
-        return max(0, int(payload))
+        return [max(0, int(part)) for part in payload.split(",")]
     except ValueError:
-        return 0  # not ours: treat it as "look at everything"
+        return [0]  # not ours: treat it as "look at everything"

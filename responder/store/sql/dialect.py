@@ -100,8 +100,8 @@ class Dialect(Protocol):
         """Around a group of reads outside a write: one consistent view of the database."""
         ...
 
-    def notify_inbox(self, conn: Conn, notification_id: int) -> None:
-        """Inside the ingest transaction: tell every replica (on commit) that this notification arrived."""
+    def notify_inbox(self, conn: Conn, notification_ids: Sequence[int]) -> None:
+        """Inside the ingest transaction: tell every replica (on commit) that these notifications arrived."""
         ...
 
     def kv_in(self, value: str | bytes) -> Any: ...

@@ -29,13 +29,15 @@ class SqlTx(SqlReader):
     """The writes of one transaction. Audit entries are hashed as they are appended (the chain is sequential) but
     their rows are inserted together by :meth:`flush_audit`, one ``executemany`` per write or per batch: the writer
     flushes before it commits (and inside each write's savepoint when it isolates writes), so nothing reads the
-    ``audit`` table between an append and its flush."""
+    ``audit`` table between an append and its flush. The notifications ingested are signalled to the other
+    replicas once, right before the commit (:meth:`flush`)."""
 
     def __init__(self, conn: Conn, dialect: Dialect, chain: Chain, key: bytes | None) -> None:
         super().__init__(conn, dialect)
         self.chain = chain
         self.key = key
         self._audit_rows: list[tuple[Any, ...]] = []
+        self._ingested: list[int] = []
 
     # -- audit --
 
@@ -60,8 +62,18 @@ class SqlTx(SqlReader):
         if rows:
             self.conn.executemany(_INSERT_AUDIT, rows)
 
-    def discard_audit(self) -> None:
+    def discard(self) -> None:
+        """Forget what was not flushed: the write (or the transaction) is rolled back."""
         self._audit_rows = []
+        self._ingested = []
+
+    def flush(self) -> None:
+        """Right before the commit (and inside each write's savepoint when the writer isolates writes): the audit
+        rows not flushed yet, and one inbox signal for the notifications ingested."""
+        self.flush_audit()
+        if self._ingested:
+            self.dialect.notify_inbox(self.conn, self._ingested)
+            self._ingested = []
 
     # -- the inbox --
 
@@ -85,7 +97,7 @@ class SqlTx(SqlReader):
             "INSERT INTO notifications (received_at, source, raw, sha256, truncated) VALUES (?,?,?,?,?)",
             (received_at, source, raw, sha, truncated),
         )
-        self.dialect.notify_inbox(self.conn, nid)
+        self._ingested.append(nid)
         stored = [self._ingest_event(event, nid, received_at) for event in events]
         alerts = [receipt_event(event) for event in stored]
         receipt = {
@@ -218,20 +230,16 @@ class SqlTx(SqlReader):
         state: str = "pending",
         fingerprints: Sequence[str] = (),
     ) -> int:
-        first = (
-            self.conn.execute(
-                "SELECT 1 FROM outbox WHERE incident=? AND destination=? LIMIT 1", (incident, destination)
-            ).fetchone()
-            is None
-        )
-        row_id = self.dialect.insert_id(
+        row_id = self.dialect.insert_id(  # the first row of an incident per destination is its "incident" message
             self.conn,
             "INSERT INTO outbox (incident, kind, role, target, data, created_at, state, next_attempt_at, destination)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            " SELECT ?, ?, CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE incident=? AND destination=?)"
+            " THEN 'followup' ELSE 'incident' END, ?, ?, ?, ?, ?, ?",
             (
                 incident,
                 kind,
-                "incident" if first else "followup",
+                incident,
+                destination,
                 target,
                 canonical(data).decode(),
                 now,

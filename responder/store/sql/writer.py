@@ -206,12 +206,12 @@ class Writer:
         run = self._run_isolated if isolate else _run_plain
         try:
             results = [_fenced(tx, term) or run(conn, tx, fn) for fn, _, term in batch]
-            _run_plain(conn, tx, SqlTx.flush_audit)  # the batch's audit rows in one executemany
+            _run_plain(conn, tx, SqlTx.flush)  # the batch's audit rows in one executemany, the inbox signal
             conn.execute("COMMIT")
         except BaseException as exc:
             self.chain.seq, self.chain.hash = saved
             self.chain.written = []
-            tx.discard_audit()
+            tx.discard()
             self.connector.rollback(conn)
             if self.dialect.is_storage_failure(exc):
                 self._after_storage_failure(conn)
@@ -248,11 +248,11 @@ class Writer:
         conn.execute("SAVEPOINT one_write")
         try:
             result = fn(tx)
-            tx.flush_audit()  # inside the savepoint: an audit row the database refuses fails this write alone
+            tx.flush()  # inside the savepoint: an audit row the database refuses fails this write alone
         except Exception as exc:
             if self.dialect.is_storage_failure(exc):
                 raise
-            tx.discard_audit()
+            tx.discard()
             conn.execute("ROLLBACK TO one_write")
             conn.execute("RELEASE one_write")
             self.chain.seq, self.chain.hash = head[0], head[1]

@@ -45,7 +45,7 @@ class SqliteDialect:
     def read_snapshot(self, conn: Conn) -> AbstractContextManager[None]:
         return _NO_SNAPSHOT  # reads run on the writer's thread, between its transactions: nothing to add
 
-    def notify_inbox(self, conn: Conn, notification_id: int) -> None:
+    def notify_inbox(self, conn: Conn, notification_ids: Sequence[int]) -> None:
         pass  # one replica: nobody else to tell
 
     def kv_in(self, value: str | bytes) -> Any:
