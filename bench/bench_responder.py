@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import cpu_seconds, free_port, percentile, rss_mb, wait_healthy, write_config
+from common import cpu_seconds, free_port, percentile, rss_mb, start_postgres, wait_healthy, write_config
 
 from responder.testing.emulator import Emulator, run_emulator, sample_canary_objects
 
@@ -273,19 +273,6 @@ def print_ingest(name: str, rounds: list[tuple[Round, Round]]) -> None:
         f"     CPU per request (median): bare {bare_cpu:.1f} us, responder {resp_cpu:.1f} us"
         f" = {resp_cpu / bare_cpu:.1f}x (one core's worth at 100% caps the rate near 1e6 / CPU per request)"
     )
-
-
-def start_postgres() -> Any:
-    """A throwaway PostgreSQL server (tests/postgres.py: Debian's binaries, as the postgres user when root)."""
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from postgres import PostgresServer, find_bindir
-
-    bindir = find_bindir()
-    if bindir is None:
-        sys.exit("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
-    server = PostgresServer(bindir, durable=True).init()  # fsync on, like SQLite's synchronous=FULL
-    server.start()
-    return server
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Part 2 (in-process, the pure ``DecisionCore``): 1,000,000 distinct alert fingerp
 a short dedupe_ttl and a dedupe_max bound; the dedupe state size, traced Python memory and RSS every 100k.
 
 Run: .venv/bin/python bench/bench_storm.py            (both parts; --part storm | dedupe for one)
+     add --backend postgres for the storm on the shared PostgreSQL store (a throwaway server, fsync on)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import free_port, percentile, rss_mb, wait_healthy, write_config
+from common import free_port, percentile, rss_mb, start_postgres, wait_healthy, write_config
 
 from responder.testing.emulator import run_emulator, sample_canary_objects
 
@@ -47,62 +48,81 @@ HERE = Path(__file__).resolve().parent
 TOKEN = "storm-token-0123456789"
 
 
-def critical_marks(db: Path) -> dict[str, tuple[float, float]]:
+@dataclasses.dataclass
+class Database:
+    """The server's database, read from outside: the SQLite file, or the PostgreSQL database ``dsn``."""
+
+    path: Path
+    dsn: str | None = None
+
+    @property
+    def json(self) -> Any:
+        from responder.store.postgres import PostgresDialect
+        from responder.store.sqlite import SqliteDialect
+
+        return (SqliteDialect if self.dsn is None else PostgresDialect).json
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.dsn is None:
+            with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as conn:
+                return [tuple(r) for r in conn.execute(sql)]
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            return [tuple(r) for r in conn.execute(sql)]  # type: ignore[call-overload]
+
+
+def critical_marks(db: Database) -> dict[str, tuple[float, float]]:
     """Per app: when its rollback intent and its traffic step's write-ahead record were appended to the audit chain
     (the entries' ``ts``, taken in the writer's transaction just before its commit), as Unix times."""
     marks: dict[str, dict[str, float]] = {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute(
-            "SELECT kind, target, ts, json_extract(data, '$.step') FROM audit"
-            " WHERE kind IN ('rollback.intent', 'action.intent') ORDER BY seq"
-        )
-        for kind, target, ts, step in rows:
-            app = str(target).split("/")[-1].removesuffix("-canary")
-            traffic_step = str(step).startswith("traffic_off")
-            name = "intent" if kind == "rollback.intent" else "write_ahead" if traffic_step else ""
-            if name:
-                at = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-                marks.setdefault(app, {}).setdefault(name, at)
+    rows = db.rows(
+        f"SELECT kind, target, ts, {db.json.field_of('data', 'step')} FROM audit"
+        " WHERE kind IN ('rollback.intent', 'action.intent') ORDER BY seq"
+    )
+    for kind, target, ts, step in rows:
+        app = str(target).split("/")[-1].removesuffix("-canary")
+        traffic_step = str(step).startswith("traffic_off")
+        name = "intent" if kind == "rollback.intent" else "write_ahead" if traffic_step else ""
+        if name:
+            at = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+            marks.setdefault(app, {}).setdefault(name, at)
     return {app: (m["intent"], m["write_ahead"]) for app, m in marks.items() if len(m) == 2}
 
 
-def db_counts(db: Path) -> dict[str, Any]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-        kinds = dict(conn.execute("SELECT kind, COUNT(*) FROM audit GROUP BY kind").fetchall())
-        outcomes = dict(
-            conn.execute(
-                "SELECT json_extract(data, '$.outcome'), COUNT(*) FROM audit WHERE kind='decision' GROUP BY 1"
-            ).fetchall()
-        )
-        return {
-            "notifications": one("SELECT COUNT(*) FROM notifications"),
-            "notification_ids": {r[0] for r in conn.execute("SELECT id FROM notifications")},
-            "events": one("SELECT COUNT(*) FROM events"),
-            "decided": one("SELECT COUNT(*) FROM events WHERE decided_at IS NOT NULL"),
-            "undecided": one("SELECT COUNT(*) FROM events WHERE decided_at IS NULL"),
-            "receipt_events": one(
-                "SELECT COUNT(DISTINCT json_extract(e.value, '$.event_id'))"
-                " FROM audit, json_each(audit.data, '$.events') e WHERE audit.kind IN ('receipt', 'receipt.events')"
-            ),
-            "decided_events_audited": one(
-                "SELECT COUNT(DISTINCT json_extract(data, '$.event_id')) FROM audit WHERE kind='decision'"
-                " AND json_extract(data, '$.event_id') > 0"
-            ),
-            "decision_entries_with_event": one(
-                "SELECT COUNT(*) FROM audit WHERE kind='decision' AND json_extract(data, '$.event_id') > 0"
-            ),
-            "audit_by_kind": kinds,
-            "outcomes": outcomes,
-            "rollbacks": dict(conn.execute("SELECT status, COUNT(*) FROM rollbacks GROUP BY status").fetchall()),
-            "rollback_targets": one("SELECT COUNT(DISTINCT target) FROM rollbacks"),
-        }
+def db_counts(db: Database) -> dict[str, Any]:
+    json = db.json
+    event_id, outcome = json.field_of("data", "event_id"), json.field_of("data", "outcome")
+    alerts = json.elements_of(json.field_of("audit.data", "events"), "e")
+    one = lambda sql: db.rows(sql)[0][0]  # noqa: E731
+    return {
+        "notifications": one("SELECT COUNT(*) FROM notifications"),
+        "notification_ids": {r[0] for r in db.rows("SELECT id FROM notifications")},
+        "events": one("SELECT COUNT(*) FROM events"),
+        "decided": one("SELECT COUNT(*) FROM events WHERE decided_at IS NOT NULL"),
+        "undecided": one("SELECT COUNT(*) FROM events WHERE decided_at IS NULL"),
+        "receipt_events": one(
+            f"SELECT COUNT(DISTINCT {json.field_of('e.value', 'event_id')})"
+            f" FROM audit, {alerts} WHERE audit.kind IN ('receipt', 'receipt.events')"
+        ),
+        "decided_events_audited": one(
+            f"SELECT COUNT(DISTINCT {event_id}) FROM audit WHERE kind='decision' AND CAST({event_id} AS BIGINT) > 0"
+        ),
+        "decision_entries_with_event": one(
+            f"SELECT COUNT(*) FROM audit WHERE kind='decision' AND CAST({event_id} AS BIGINT) > 0"
+        ),
+        "audit_by_kind": dict(db.rows("SELECT kind, COUNT(*) FROM audit GROUP BY kind")),
+        "outcomes": dict(db.rows(f"SELECT {outcome}, COUNT(*) FROM audit WHERE kind='decision' GROUP BY 1")),
+        "rollbacks": dict(db.rows("SELECT status, COUNT(*) FROM rollbacks GROUP BY status")),
+        "rollback_targets": one("SELECT COUNT(DISTINCT target) FROM rollbacks"),
+    }
 
 
-async def storm(args: argparse.Namespace) -> None:
+async def storm(args: argparse.Namespace, dsn: str | None) -> None:
     apps = [f"app{i:02d}" for i in range(args.apps)]
     objects = [obj for app in apps for obj in sample_canary_objects("shop", app)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-storm-"))
+    db = Database(workdir / "responder.db", dsn)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     result_file = workdir / "load.json"
@@ -126,7 +146,7 @@ async def storm(args: argparse.Namespace) -> None:
     ]
     rss: list[tuple[float, float]] = []
     async with run_emulator(objects) as (emulator, kube_url), aiohttp.ClientSession() as session:
-        config = write_config(workdir, kube_url, port, token=TOKEN, rollback_cap=1000)
+        config = write_config(workdir, kube_url, port, token=TOKEN, rollback_cap=1000, dsn=db.dsn)
         server_cmd = [sys.executable, "-m", "responder", "serve", "-c", str(config)]
         with (workdir / "server.log").open("wb") as log:
             # Audit JSON lines go to stdout in production (for the log store); here to /dev/null.
@@ -145,7 +165,6 @@ async def storm(args: argparse.Namespace) -> None:
                 if load.returncode != 0:
                     raise RuntimeError(f"the load generator failed ({load.returncode})")
                 drain_started = time.monotonic()
-                db = workdir / "responder.db"
                 while True:  # until every accepted event is decided and every rollback finished
                     counts = db_counts(db)
                     if counts["undecided"] == 0 and not counts["rollbacks"].get("pending"):
@@ -164,7 +183,7 @@ async def storm(args: argparse.Namespace) -> None:
         mutations = list(emulator.mutations)
 
     load_result = json.loads(result_file.read_text())
-    counts = db_counts(workdir / "responder.db")
+    counts = db_counts(db)
     first = load_result["critical_first_attempt"]
     traffic = {m.name.removesuffix("-canary"): m.at for m in mutations if m.ok and m.kind == "Ingress"}
     scaled = {m.name.removesuffix("-canary"): m.at for m in mutations if m.ok and m.subresource == "scale"}
@@ -182,6 +201,7 @@ async def storm(args: argparse.Namespace) -> None:
     )
     print(f"   command: {' '.join([sys.executable, *sys.argv])}")
     print(f"   server:  {' '.join(server_cmd)}   (stdout -> /dev/null, log_level WARNING)")
+    print(f"   store:   {'PostgreSQL (a throwaway server, fsync on)' if db.dsn else 'SQLite'}")
     print(
         f"   load:    bench/storm_load.py --rate {args.rate} --connections {args.connections} "
         f"--seconds {args.seconds} (separate process, 3 HA peers, every 503 retried)"
@@ -224,7 +244,7 @@ async def storm(args: argparse.Namespace) -> None:
                 f"     {label:<33} p50 {statistics.median(values):7.1f} ms"
                 f"   p99 {percentile(values, 0.99):7.1f} ms   max {max(values):7.1f} ms"
             )
-    marks = critical_marks(workdir / "responder.db")
+    marks = critical_marks(db)
     stages = [
         (
             (marks[a][0] - accepted_at[a]) * 1000,
@@ -363,9 +383,15 @@ def main() -> None:
     parser.add_argument("--per-second", type=int, default=1000, help="dedupe part: simulated events per second")
     parser.add_argument("--ttl", type=float, default=60.0, help="dedupe part: dedupe_ttl in seconds")
     parser.add_argument("--dedupe-max", type=int, default=100_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite", help="storm part: the store")
     args = parser.parse_args()
     if args.part in ("all", "storm"):
-        asyncio.run(storm(args))
+        server = start_postgres() if args.backend == "postgres" else None
+        try:
+            asyncio.run(storm(args, server.dsn(server.create_database()) if server else None))
+        finally:
+            if server is not None:
+                server.destroy()
     if args.part in ("all", "dedupe"):
         dedupe_memory(args)
 

@@ -6,7 +6,9 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -78,3 +80,16 @@ async def wait_healthy(
             pass
         await asyncio.sleep(0.05)
     raise RuntimeError(f"{url} did not become healthy")
+
+
+def start_postgres() -> Any:
+    """A throwaway PostgreSQL server (tests/postgres.py: Debian's binaries, as the postgres user when root)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from postgres import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
+    server = PostgresServer(bindir, durable=True).init()  # fsync on, like SQLite's synchronous=FULL
+    server.start()
+    return server

@@ -26,13 +26,13 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from responder.core.model import AlertEvent, Outcome
-from responder.store import Fenced, StoreUnavailable, Tx, WriteRejected
+from responder.store import Fenced, Tx, WriteRejected
 
 if TYPE_CHECKING:
     from responder.engine.engine import Engine
@@ -111,7 +111,7 @@ class Repeats:
     async def take(self, digest: bytes, *, received_at: float, remote: str, user_agent: str) -> Known | None:
         """Record a byte-for-byte repeat and return what it repeats, once committed; None when it must take the
         whole path (not a known body, an alert not seen within the window, not leading, the record refused).
-        Raises StoreUnavailable (the webhook answers 503, as for any notification)."""
+        StoreUnavailable passes through (the webhook answers 503, as for any notification)."""
         engine = self.engine
         known = self._known.get(digest)
         if known is None or not (engine.running and engine.authority.may_act()):
@@ -135,14 +135,12 @@ class Repeats:
             engine.metrics.poison_writes.inc()
             log.error("a repeat could not be recorded (%s); it takes the whole path", exc)
             return None
-        except StoreUnavailable:
-            raise
         self._counted.inc()
         self._duplicates.inc(len(known.identities))
         return known
 
 
-def _writer(group: _Group) -> Any:
+def _writer(group: _Group) -> Callable[[Tx], None]:
     def write(tx: Tx) -> None:
         items = group.close()
         for start in range(0, len(items), PER_ENTRY):
