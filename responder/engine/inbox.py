@@ -36,7 +36,6 @@ class Inbox:
         self.reset()
         self._wake = asyncio.Event()
         self._signalled: set[int] = set()
-        self._local: set[int] = set()
 
     def reset(self) -> None:
         self._first: collections.deque[tuple[AlertEvent, float]] = collections.deque()  # urgent events
@@ -45,6 +44,7 @@ class Inbox:
         self._ready.clear()
         self.known: set[int] = set()  # ids queued or being decided, until their decisions are recorded
         self.open = 0  # queued items (events and ticks) whose decisions are not recorded yet
+        self._local: set[int] = set()  # see accepted()
 
     @property
     def backlog(self) -> int:
