@@ -428,6 +428,15 @@ def test_check_config_shows_default_policies(
     assert "  - notify: when action=notify -> notify" in out
 
 
+def test_check_config_says_when_exact_repeats_take_the_whole_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.setenv("ADMIN", "a")
+    assert main(["check-config", str(write(tmp_path, minimal() | {"engine": {"repeat_window": "0s"}}))]) == 0
+    assert "exact repeats: off (every repeat is stored and decided again)" in capsys.readouterr().out
+
+
 def test_check_config_bad_file_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     document = minimal() | {"policies": [{"name": "p", "mode": "sometimes"}], "cooldown": "forever"}
     assert main(["check-config", str(write(tmp_path, document))]) == 2
