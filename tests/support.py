@@ -314,3 +314,13 @@ async def stop_at_call(engine: Engine, fake: FakeCluster, method: str) -> None:
     await asyncio.wait_for(reached.wait(), 5)
     await engine.stop()
     fake.before_call = None
+
+
+@asynccontextmanager
+async def read_only(store: Store) -> AsyncIterator[None]:
+    """The SQLite store refuses every write meanwhile (``PRAGMA query_only``), as a full or read-only disk would."""
+    await store.read(lambda r: r.conn.execute("PRAGMA query_only=ON").fetchall())
+    try:
+        yield
+    finally:
+        await store.read(lambda r: r.conn.execute("PRAGMA query_only=OFF").fetchall())

@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from responder.core.model import AlertEvent, Outcome
+from responder.core.state import shifted
 from responder.store import Fenced, Tx, WriteRejected
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class Repeats:
         known = self._known.get(digest)
         if known is None or not (engine.running and engine.authority.may_act()):
             return None
-        if not engine.core.repeats(known.identities, engine.clock() - self.window):
+        if not engine.core.repeats(known.identities, shifted(engine.clock(), -self.window)):
             return None
         group = self._group
         repeat = Repeat(known, received_at, remote, user_agent)

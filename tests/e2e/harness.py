@@ -304,6 +304,7 @@ class ChainTiming:
     scrape_interval: str = "1s"
     alertmanager_group_wait: str = "1s"
     alertmanager_group_interval: str = "1s"
+    alertmanager_repeat_interval: str | None = None  # None: the shipped route's
 
 
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -375,6 +376,8 @@ def alertmanager_config(
     for route in routes:
         route["group_wait"] = timing.alertmanager_group_wait
         route["group_interval"] = timing.alertmanager_group_interval
+        if timing.alertmanager_repeat_interval is not None:
+            route["repeat_interval"] = timing.alertmanager_repeat_interval
     return config
 
 
@@ -509,7 +512,7 @@ async def run_chain(
             for each in demos:
                 started.append(each)
                 await each.start()
-            alertmanager = _alertmanager_process(
+            alertmanager = alertmanager_process(
                 binaries, workdir, port=am_port, webhook_url=webhook_url, token_file=token_file, timing=timing
             )
             prometheus = _prometheus_process(
@@ -537,9 +540,10 @@ async def run_chain(
                 await each.stop()
 
 
-def _alertmanager_process(
+def alertmanager_process(
     binaries: Binaries, workdir: Path, *, port: int, webhook_url: str, token_file: Path, timing: ChainTiming
 ) -> ManagedProcess:
+    """The real Alertmanager with the shipped configuration, routed to ``webhook_url`` with ``timing``."""
     example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
     config = alertmanager_config(example, webhook_url=webhook_url, credentials_file=token_file, timing=timing)
     config_file = workdir / "alertmanager.yaml"

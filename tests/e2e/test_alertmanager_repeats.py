@@ -12,19 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from support import WEBHOOK_TOKEN, Running, running_responder, write_config
 
-from .harness import (
-    ALERTMANAGER_EXAMPLE,
-    RESPONDER_RECEIVER,
-    Binaries,
-    ChainTiming,
-    ManagedProcess,
-    alertmanager_config,
-    free_port,
-    wait_ready,
-)
+from .harness import Binaries, ChainTiming, alertmanager_process, free_port, wait_ready
 
 
 def entries(running: Running, kind: str) -> list[dict[str, Any]]:
@@ -41,27 +31,16 @@ async def test_alertmanager_resends_of_an_unchanged_group_are_audited_as_repeats
     async with running_responder(write_config(tmp_path), port=free_port()) as running:
         token = tmp_path / "alertmanager-token"
         token.write_text(WEBHOOK_TOKEN)
-        timing = ChainTiming(alertmanager_group_wait="0s", alertmanager_group_interval="1s")
-        example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
-        config = alertmanager_config(
-            example, webhook_url=f"{running.url}/api/v1/alerts", credentials_file=token, timing=timing
-        )
-        for route in config["route"]["routes"]:
-            if route.get("receiver") == RESPONDER_RECEIVER:
-                route["repeat_interval"] = "1s"  # shipped: 1h
-        (tmp_path / "alertmanager.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (tmp_path / "alertmanager-data").mkdir()
         port = free_port()
-        alertmanager = ManagedProcess(
-            "alertmanager",
-            [
-                e2e_binaries.alertmanager,
-                f"--config.file={tmp_path / 'alertmanager.yaml'}",
-                f"--storage.path={tmp_path / 'alertmanager-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            tmp_path / "alertmanager.log",
+        alertmanager = alertmanager_process(
+            e2e_binaries,
+            tmp_path,
+            port=port,
+            webhook_url=f"{running.url}/api/v1/alerts",
+            token_file=token,
+            timing=ChainTiming(
+                alertmanager_group_wait="0s", alertmanager_group_interval="1s", alertmanager_repeat_interval="1s"
+            ),  # the shipped route re-sends after 1h
         )
         await alertmanager.start()
         try:

@@ -19,6 +19,7 @@ from support import (
     Running,
     alert,
     notification,
+    read_only,
     running_responder,
     write_config,
 )
@@ -135,13 +136,11 @@ async def test_with_no_gate_token_configured_the_gate_is_off(tmp_path: Path, clu
 async def test_a_database_that_cannot_record_the_answer_gives_503_and_flagger_asks_again(running: Running) -> None:
     assert (await running.post_alerts(notification(alert()))).status == 200
     await running.services.engine.drain()
-    store = running.services.store
-    await store.read(lambda r: r.conn.execute("PRAGMA query_only=ON").fetchall())  # SQLite read-only: no writes
-    try:
-        async with running.session.post(f"{running.url}{GATE}", json=flagger_call()) as answer:
-            status, body, retry = answer.status, await answer.json(), answer.headers.get("Retry-After")
-    finally:
-        await store.read(lambda r: r.conn.execute("PRAGMA query_only=OFF").fetchall())
+    async with (
+        read_only(running.services.store),
+        running.session.post(f"{running.url}{GATE}", json=flagger_call()) as answer,
+    ):
+        status, body, retry = answer.status, await answer.json(), answer.headers.get("Retry-After")
     # Not "roll back" (the answer could not be recorded) and not a 500: try again, as Flagger does next interval.
     assert (status, body["error"], retry) == (503, "store_unavailable", "5")
     assert (await ask(running, flagger_call()))[0] == 200

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from backends import Backend
-from support import Running, alert, bearer, notification, running_responder, write_config
+from support import Running, alert, bearer, notification, read_only, running_responder, write_config
 
 from responder.testing.emulator import Emulator
 
@@ -130,11 +130,8 @@ async def test_a_database_that_cannot_record_a_repeat_answers_503_and_records_no
         assert (await post(running, body))[0] == 200
         await running.services.engine.drain()
         store = running.services.store
-        await store.read(lambda r: r.conn.execute("PRAGMA query_only=ON").fetchall())  # SQLite read-only: no writes
-        try:
+        async with read_only(store):
             status, answer = await post(running, body)
-        finally:
-            await store.read(lambda r: r.conn.execute("PRAGMA query_only=OFF").fetchall())
         assert (status, answer["error"]) == (503, "store_unavailable")  # Alertmanager sends it again
         assert not entries(running, "receipt.repeats")
         assert "repeat" in (await post(running, body))[1]  # and then it is recorded

@@ -27,7 +27,7 @@ _INSERT_AUDIT = "INSERT INTO audit (seq, ts, kind, target, actor, data, prev, ha
 
 class SqlTx(SqlReader):
     """The writes of one transaction. Audit entries are hashed as they are appended (the chain is sequential) but
-    their rows are inserted together by :meth:`flush_audit`, one ``executemany`` per write or per batch: the writer
+    their rows are inserted together by :meth:`flush`, one ``executemany`` per write or per batch: the writer
     flushes before it commits (and inside each write's savepoint when it isolates writes), so nothing reads the
     ``audit`` table between an append and its flush. The notifications ingested are signalled to the other
     replicas once, right before the commit (:meth:`flush`)."""
@@ -55,25 +55,22 @@ class SqlTx(SqlReader):
         chain.written.append(entry)
         return entry
 
-    def flush_audit(self) -> None:
-        """Insert the audit rows appended since the last flush (they are forgotten even if the insert raises: the
-        writer then rolls back the transaction or the write's savepoint, and the chain's head with it)."""
+    def flush(self) -> None:
+        """Right before the commit (and inside each write's savepoint when the writer isolates writes): insert the
+        audit rows appended since the last flush, and send one inbox signal for the notifications ingested. Both
+        are forgotten even if this raises: the writer then rolls back the transaction or the write's savepoint,
+        and the chain's head with it."""
         rows, self._audit_rows = self._audit_rows, []
+        ingested, self._ingested = self._ingested, []
         if rows:
             self.conn.executemany(_INSERT_AUDIT, rows)
+        if ingested:
+            self.dialect.notify_inbox(self.conn, ingested)
 
     def discard(self) -> None:
         """Forget what was not flushed: the write (or the transaction) is rolled back."""
         self._audit_rows = []
         self._ingested = []
-
-    def flush(self) -> None:
-        """Right before the commit (and inside each write's savepoint when the writer isolates writes): the audit
-        rows not flushed yet, and one inbox signal for the notifications ingested."""
-        self.flush_audit()
-        if self._ingested:
-            self.dialect.notify_inbox(self.conn, self._ingested)
-            self._ingested = []
 
     # -- the inbox --
 
